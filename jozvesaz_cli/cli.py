@@ -334,6 +334,39 @@ def drain_queue(
     _finish(report, as_json)
 
 
+@app.command()
+@_exit_on_error
+def watch(
+    poll: Annotated[
+        Optional[bool], typer.Option("--poll/--no-poll", help="Poll instead of inotify (network shares).")
+    ] = None,
+    slots: SlotsOpt = None,
+    env_file: EnvFile = None,
+    verbose: Verbose = 0,
+) -> None:
+    """Transcribe every recording that arrives in uploads/, until stopped.
+
+    Example: STORAGE_ROOT=/srv/lectures jozvesaz watch --poll
+    """
+    from jozvesaz_cli.console import print_note
+    from jozvesaz_cli.job_store import JobOrigin
+    from jozvesaz_cli.watcher import InboxWatcher
+
+    settings = _settings(env_file, max(verbose, 1), slots=slots, watch_polling=poll)
+    layout, store = _open(settings)
+    for job in store.fail_exhausted(settings.max_attempts):
+        logger.warning("job %d (%s) failed: %s", job.id, job.source_path, job.last_error)
+    model_bytes = _prepare_model(settings)
+    print_note(
+        f"watching {layout.uploads} -> {layout.results}; model {settings.model_name}, "
+        f"{settings.slots} slot(s), database {store.masked_url}"
+    )
+    with InboxWatcher(settings, store, layout) as watcher:
+        report = _run(settings, store, layout, model_bytes, origin=JobOrigin.QUEUE,
+                      until_stopped=True, on_idle=watcher.check_health)
+    _finish(report, False)
+
+
 @jobs_app.command("list")
 @_exit_on_error
 def jobs_list(

@@ -26,7 +26,7 @@ from rich.table import Table
 from jozvesaz_cli.batch import FileResult, RunReport
 
 stdout_console = Console(soft_wrap=True, highlight=False)
-stderr_console = Console(stderr=True, highlight=False)
+stderr_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def use_utf8_streams() -> None:
@@ -41,7 +41,7 @@ def use_utf8_streams() -> None:
             reconfigure(encoding="utf-8", errors="backslashreplace")
     global stdout_console, stderr_console
     stdout_console = Console(soft_wrap=True, highlight=False)
-    stderr_console = Console(stderr=True, highlight=False)
+    stderr_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def setup_logging(verbosity: int) -> None:

@@ -374,7 +374,7 @@ def _run_item(index: int, item: WorkItem, transcriber: Transcriber, conn: Connec
 
     try:
         audio = decode_audio(Path(item.source), max_audio_s=item.max_audio_s)
-        result = transcriber.transcribe(audio, item.options, progress)
+        result = transcriber.transcribe(audio, item.options, progress, source=item.source)
         result = prepare_transcript(_named(result, item.display_name), item.render)
         staged = stage_outputs(
             result, item.formats, Path(item.dest_dir), item.base_name, item.render

@@ -100,9 +100,14 @@ class Transcriber(Protocol):
     """Turns decoded audio into a transcript; the seam where tests inject a fake."""
 
     def transcribe(
-        self, audio: DecodedAudio, options: DecodeOptions, progress: ProgressCallback | None = None
+        self,
+        audio: DecodedAudio,
+        options: DecodeOptions,
+        progress: ProgressCallback | None = None,
+        *,
+        source: str = "",
     ) -> Transcript:
-        """Transcribe one recording."""
+        """Transcribe one recording; ``source`` is its path, for names and logs."""
         ...
 
 
@@ -144,7 +149,12 @@ class WhisperTranscriber:
         return code, float(prob)
 
     def transcribe(
-        self, audio: DecodedAudio, options: DecodeOptions, progress: ProgressCallback | None = None
+        self,
+        audio: DecodedAudio,
+        options: DecodeOptions,
+        progress: ProgressCallback | None = None,
+        *,
+        source: str = "",
     ) -> Transcript:
         """Transcribe ``audio``; reports progress as the fraction of audio decoded."""
         language, guard_prob = self.choose_language(audio, options)
@@ -170,7 +180,7 @@ class WhisperTranscriber:
         detected_prob = guard_prob if options.allowed_languages and not options.language else None
         options_dict = options.as_dict() | {"pipeline": "batched" if batched else "sequential"}
         return Transcript(
-            source_name="",
+            source_name=source,
             segments=tuple(kept),
             language=info.language,
             language_probability=float(

@@ -1,0 +1,182 @@
+"""The real slot pool (spawned processes, real signals) driven by the real runner and job store,
+with a scripted transcriber so that deaths and delays can be placed exactly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import wave
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import pytest
+
+from jozvesaz_cli.batch import Runner
+from jozvesaz_cli.errors import ExitCode
+from jozvesaz_cli.intake import offer_path
+from jozvesaz_cli.job_store import JobOrigin, JobStatus, JobStore
+from jozvesaz_cli.storage import StorageLayout
+from tests.fakes import scripted_factory
+
+pytestmark = pytest.mark.slow
+
+
+def make_wav(path: Path, seconds: float = 1.0, seed: int = 0) -> Path:
+    """A short distinct recording (seeded noise), so every file is its own job."""
+    rng = np.random.default_rng(seed)
+    samples = (rng.standard_normal(int(16000 * seconds)) * 2000).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(samples.tobytes())
+    return path
+
+
+@pytest.fixture
+def setup(settings_factory: Callable[..., Any], tmp_path: Path) -> Callable[..., Any]:
+    def make(names: list[str], **overrides: Any) -> tuple[Any, JobStore, StorageLayout, list[int]]:
+        settings = settings_factory(formats="txt,json", **overrides)
+        layout = StorageLayout(settings.resolved_storage_root, settings.uploads_dir,
+                               settings.results_dir)
+        layout.ensure()
+        store = JobStore(settings.resolved_database_url)
+        inputs = tmp_path / "in"
+        inputs.mkdir(exist_ok=True)
+        ids = []
+        for seed, name in enumerate(names):
+            path = make_wav(inputs / name, seed=seed)
+            intake = offer_path(store, settings, path, origin=JobOrigin.CLI, layout=layout)
+            assert intake.job is not None and intake.error is None
+            ids.append(intake.job.id)
+        return settings, store, layout, ids
+
+    return make
+
+
+def run(settings: Any, store: JobStore, layout: StorageLayout, ids: list[int]) -> Any:
+    runner = Runner(settings, store, layout, origin=None, only_ids=ids,
+                    transcriber_factory=scripted_factory)
+    return runner.run()
+
+
+def wait_for(predicate: Callable[[], Any], timeout_s: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def test_pool_runs_two_slots_at_once(setup: Callable[..., Any]) -> None:
+    settings, store, layout, ids = setup([f"slow{i}.wav" for i in range(4)])
+    started = time.monotonic()
+    report = run(settings, store, layout, ids)
+    elapsed = time.monotonic() - started
+    assert report.exit_code == ExitCode.OK
+    assert report.model_loads == 2
+    jobs = [store.get(i) for i in ids]
+    assert {job.status for job in jobs} == {JobStatus.DONE}
+    owners = {job.lease_owner.rsplit(":", 1)[-1] for job in jobs if job.lease_owner}
+    assert owners == {"0", "1"}
+    # four 3 s files on two slots: about 6 s of work, not 12 (generous bound, no tight timing)
+    assert elapsed < 11
+
+
+def test_pool_sigkill_mid_file_retries_and_finishes(setup: Callable[..., Any]) -> None:
+    settings, store, layout, ids = setup([f"slow{i}.wav" for i in range(3)])
+    victim: dict[str, int] = {}
+
+    def killer() -> None:
+        def running_with_pid() -> Any:
+            for job in store.list_jobs(JobStatus.RUNNING):
+                if job.worker_pid:
+                    return job
+            return None
+
+        job = wait_for(running_with_pid)
+        time.sleep(0.5)  # in the middle of the file
+        victim["job"] = job.id
+        os.kill(job.worker_pid, signal.SIGKILL)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    report = run(settings, store, layout, ids)
+    thread.join(timeout=30)
+    assert report.exit_code == ExitCode.OK
+    killed = store.get(victim["job"])
+    assert killed.status is JobStatus.DONE and killed.attempts == 2
+    others = [store.get(i) for i in ids if i != victim["job"]]
+    assert all(job.status is JobStatus.DONE and job.attempts == 1 for job in others)
+    assert report.model_loads == 3  # two slots plus the replacement
+    alive = [c for c in psutil.Process().children(recursive=True)
+             if "resource_tracker" not in " ".join(c.cmdline())]
+    assert not alive
+
+
+def test_pool_poison_file_fails_after_max_attempts(setup: Callable[..., Any]) -> None:
+    settings, store, layout, ids = setup(["poison.wav", "fine1.wav", "fine2.wav"], max_attempts=3)
+    report = run(settings, store, layout, ids)
+    assert report.exit_code == ExitCode.PARTIAL
+    poison = store.get(ids[0])
+    assert poison.status is JobStatus.FAILED
+    assert poison.attempts == 3
+    assert poison.last_error_type == "worker_lost"
+    assert "signal 9" in (poison.last_error or "")
+    assert [store.get(i).status for i in ids[1:]] == [JobStatus.DONE, JobStatus.DONE]
+
+
+def test_pool_sigterm_is_warm_then_next_run_completes(setup: Callable[..., Any]) -> None:
+    settings, store, layout, ids = setup([f"slow{i}.wav" for i in range(4)], grace_s=60)
+
+    def terminate_when_busy() -> None:
+        wait_for(lambda: len(store.list_jobs(JobStatus.RUNNING)) == 2)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=terminate_when_busy)
+    thread.start()
+    report = run(settings, store, layout, ids)
+    thread.join(timeout=30)
+    assert report.exit_code == ExitCode.INTERRUPTED
+    statuses = [store.get(i).status for i in ids]
+    assert statuses.count(JobStatus.DONE) == 2
+    assert statuses.count(JobStatus.QUEUED) == 2
+    done_before = {i: store.get(i).finished_at for i in ids if store.get(i).status is JobStatus.DONE}
+
+    second = run(settings, store, layout, ids)
+    assert second.exit_code == ExitCode.OK
+    assert all(store.get(i).status is JobStatus.DONE for i in ids)
+    assert all(store.get(i).attempts == 1 for i in ids)
+    assert {i: store.get(i).finished_at for i in done_before} == done_before
+
+
+def test_pool_second_signal_is_cold_and_requeues_without_using_attempts(
+    setup: Callable[..., Any],
+) -> None:
+    settings, store, layout, ids = setup(["slow0.wav", "slow1.wav"], grace_s=60)
+
+    def terminate_twice() -> None:
+        wait_for(lambda: len(store.list_jobs(JobStatus.RUNNING)) == 2)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    thread = threading.Thread(target=terminate_twice)
+    thread.start()
+    started = time.monotonic()
+    report = run(settings, store, layout, ids)
+    thread.join(timeout=30)
+    assert time.monotonic() - started < 8
+    assert report.exit_code == ExitCode.INTERRUPTED
+    for job_id in ids:
+        job = store.get(job_id)
+        assert job.status is JobStatus.QUEUED
+        assert job.attempts == 0
+    assert {r.status for r in report.results} == {"interrupted"}
