@@ -119,7 +119,10 @@ class Settings(BaseSettings):
     )
     batch_size: int = Field(8, ge=1, le=64, description="Batch size of the batched pipeline.")
     max_audio_s: float = Field(
-        6 * 3600.0, gt=0, description="Longest recording accepted, counted while decoding."
+        6 * 3600.0,
+        gt=0,
+        validation_alias=_legacy("JOZVESAZ_MAX_AUDIO_SECONDS"),
+        description="Longest recording accepted (seconds), counted while decoding.",
     )
 
     # -- outputs and storage ----------------------------------------------------------------

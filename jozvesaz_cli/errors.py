@@ -34,7 +34,7 @@ class FailureReason(str, enum.Enum):
     NO_SAMPLES = "no_samples"  #: an audio stream that decodes to zero samples (header only)
     UNDECODABLE = "undecodable"  #: the decoder failed before any usable audio came out
     PARTIAL_DECODE = "partial_decode"  #: decoding stopped well before the declared end
-    TOO_LONG = "too_long"  #: over JOZVESAZ_MAX_AUDIO_S
+    TOO_LONG = "too_long"  #: over JOZVESAZ_MAX_AUDIO_SECONDS
     WORKER_LOST = "worker_lost"  #: the slot process died (signal, out-of-memory killer)
     MODEL_UNAVAILABLE = "model_unavailable"  #: the model could not be loaded
     OUTPUT_FAILED = "output_failed"  #: results could not be written (disk full, permissions)
