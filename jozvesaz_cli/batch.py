@@ -21,12 +21,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
 
+from jozvesaz_cli.audio import check_input_file
 from jozvesaz_cli.config import Settings, host_name
 from jozvesaz_cli.errors import TRANSIENT_REASONS, ExitCode, FailureReason, InputError
 from jozvesaz_cli.job_store import JobOrigin, JobRecord, JobStatus, JobStore
 from jozvesaz_cli.memory_guard import MemoryGuard, estimate_need_bytes
 from jozvesaz_cli.pool import SlotEvent, SlotPool, TranscriberFactory, WorkItem
-from jozvesaz_cli.storage import StorageLayout, check_regular_file, fs_path, resolve_upload
+from jozvesaz_cli.storage import StorageLayout, fs_path, resolve_upload
 from jozvesaz_cli.transcription import DecodeOptions
 from jozvesaz_cli.writers import RenderOptions, commit_staged, discard_staged, result_base_name
 
@@ -66,7 +67,9 @@ class FileResult:
     attempts: int = 0
 
     @classmethod
-    def from_job(cls, job: JobRecord, path: str | None = None, status: str | None = None) -> FileResult:
+    def from_job(
+        cls, job: JobRecord, path: str | None = None, status: str | None = None
+    ) -> FileResult:
         """Summarise a job row."""
         return cls(
             path=path or job.source_path,
@@ -116,10 +119,17 @@ class RunReport:
             "interrupted": self.interrupted,
             "files": [
                 {
-                    "path": r.path, "status": r.status, "job_id": r.job_id, "reason": r.reason,
-                    "error": r.message, "outputs": list(r.outputs), "language": r.language,
-                    "duration_s": r.duration_s, "processing_s": r.processing_s,
-                    "warnings": list(r.warnings), "attempts": r.attempts,
+                    "path": r.path,
+                    "status": r.status,
+                    "job_id": r.job_id,
+                    "reason": r.reason,
+                    "error": r.message,
+                    "outputs": list(r.outputs),
+                    "language": r.language,
+                    "duration_s": r.duration_s,
+                    "processing_s": r.processing_s,
+                    "warnings": list(r.warnings),
+                    "attempts": r.attempts,
                 }
                 for r in self.results
             ],
@@ -359,7 +369,7 @@ class Runner:
             else:
                 source = fs_path(job.source_path)
                 dest = self.layout.results
-            check_regular_file(source)
+            check_input_file(source)
             if job.job_key is None:
                 identified = self._identify(job, source)
                 if identified is None:
@@ -368,6 +378,9 @@ class Runner:
         except InputError as exc:
             self._fail(job, token, exc.reason.value, f"{display}: {exc.detail}", retry=False)
             return None
+        stored = job.settings
+        formats = str(stored.get("formats") or self.settings.formats).split(",")
+        replacements = stored.get("replacements") or {}
         return WorkItem(
             job_id=job.id,
             token=token,
@@ -375,10 +388,11 @@ class Runner:
             display_name=display,
             dest_dir=str(dest),
             base_name=result_base_name(Path(display).name, job.job_key or job.content_sha256 or ""),
-            formats=self.settings.format_list,
-            options=self._options,
+            formats=tuple(formats),
+            options=self._options.with_values(stored),
             render=self._render,
             max_audio_s=self.settings.max_audio_s,
+            replacements=tuple(sorted(replacements.items())),
         )
 
     def _identify(self, job: JobRecord, source: Path) -> JobRecord | None:
@@ -392,10 +406,15 @@ class Runner:
         content = hash_file(source)
         key = sha256_text(f"{content}:{fingerprint}")
         unique = self.store.update_source(
-            job.id, job.lease_token or "",
-            {"job_key": key, "content_sha256": content, "settings_fingerprint": fingerprint,
-             "settings_json": json.dumps(values, sort_keys=True, ensure_ascii=False),
-             "size_bytes": source.stat().st_size},
+            job.id,
+            job.lease_token or "",
+            {
+                "job_key": key,
+                "content_sha256": content,
+                "settings_fingerprint": fingerprint,
+                "settings_json": json.dumps(values, sort_keys=True, ensure_ascii=False),
+                "size_bytes": source.stat().st_size,
+            },
         )
         if not unique:
             logger.info("%s is a duplicate of an existing job; cancelled", job.source_path)
@@ -421,15 +440,25 @@ class Runner:
         elif event.kind == "failed":
             reason = str(event.payload.get("reason"))
             retry = FailureReason(reason) in TRANSIENT_REASONS
-            self._fail(running.job, running.item.token, reason, f"{running.item.display_name}: "
-                       f"{event.payload.get('message')}", retry=retry,
-                       traceback=event.payload.get("traceback"))
+            self._fail(
+                running.job,
+                running.item.token,
+                reason,
+                f"{running.item.display_name}: {event.payload.get('message')}",
+                retry=retry,
+                traceback=event.payload.get("traceback"),
+            )
             self._running.pop(running.job.id, None)
             self.observer.job_finished(event.slot, self._touched[running.job.id])
         elif event.kind == "lost":
             message = f"{running.item.display_name}: {event.payload.get('message')}"
-            self._fail(running.job, running.item.token, FailureReason.WORKER_LOST.value, message,
-                       retry=True)
+            self._fail(
+                running.job,
+                running.item.token,
+                FailureReason.WORKER_LOST.value,
+                message,
+                retry=True,
+            )
             self._running.pop(running.job.id, None)
             self.observer.job_finished(event.slot, self._touched[running.job.id])
 
@@ -449,7 +478,9 @@ class Runner:
             "warnings": json.dumps(payload.get("warnings", []), ensure_ascii=False),
         }
         stored = self.store.finish(
-            running.job.id, running.item.token, values,
+            running.job.id,
+            running.item.token,
+            values,
             lambda: [str(path) for path in commit_staged(staged)],
         )
         self._running.pop(running.job.id, None)
@@ -466,28 +497,43 @@ class Runner:
         self.observer.job_finished(event.slot, result)
 
     def _fail(
-        self, job: JobRecord, token: str, reason: str, message: str, *, retry: bool,
+        self,
+        job: JobRecord,
+        token: str,
+        reason: str,
+        message: str,
+        *,
+        retry: bool,
         traceback: str | None = None,
     ) -> None:
         status = self.store.fail(
-            job.id, token, reason=reason, message=message, traceback=traceback, retry=retry,
+            job.id,
+            token,
+            reason=reason,
+            message=message,
+            traceback=traceback,
+            retry=retry,
             max_attempts=self.settings.max_attempts,
         )
         display = self._display(job)
         if status is JobStatus.QUEUED:
-            logger.warning("%s; retrying (attempt %d of %d)", message, job.attempts,
-                           self.settings.max_attempts)
-            self._touched[job.id] = FileResult(display, "queued", job.id, reason, message,
-                                               attempts=job.attempts)
+            logger.warning(
+                "%s; retrying (attempt %d of %d)", message, job.attempts, self.settings.max_attempts
+            )
+            self._touched[job.id] = FileResult(
+                display, "queued", job.id, reason, message, attempts=job.attempts
+            )
         else:
-            self._touched[job.id] = FileResult(display, "failed", job.id, reason, message,
-                                               attempts=job.attempts)
+            self._touched[job.id] = FileResult(
+                display, "failed", job.id, reason, message, attempts=job.attempts
+            )
 
     def _heartbeat(self) -> None:
         for job_id, running in list(self._running.items()):
             if not self.store.heartbeat(job_id, running.item.token, self.settings.lease_s):
-                logger.warning("%s: lease lost; its result will be discarded",
-                               running.item.display_name)
+                logger.warning(
+                    "%s: lease lost; its result will be discarded", running.item.display_name
+                )
 
     def _interrupt_running(self, pool: SlotPool) -> None:
         """Cold stop: kill busy slots, put their jobs back without using an attempt."""
@@ -497,8 +543,11 @@ class Runner:
             pool.kill(slot)
             logger.debug("killed slot %d running %s", slot, item.display_name)
         for job_id, running in list(self._running.items()):
-            self.store.release(job_id, running.item.token,
-                               note="interrupted before it finished; it runs again next time")
+            self.store.release(
+                job_id,
+                running.item.token,
+                note="interrupted before it finished; it runs again next time",
+            )
             self._touched[job_id] = FileResult(running.item.display_name, "interrupted", job_id)
         self._running.clear()
 

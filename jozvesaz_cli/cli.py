@@ -10,7 +10,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -34,33 +34,36 @@ app.add_typer(models_app, name="models")
 F = TypeVar("F", bound=Callable[..., Any])
 
 EnvFile = Annotated[
-    Optional[Path], typer.Option("--env-file", help="Read settings from this file, not ./.env.")
+    Path | None, typer.Option("--env-file", help="Read settings from this file, not ./.env.")
 ]
 Verbose = Annotated[int, typer.Option("--verbose", "-v", count=True, help="-v info, -vv debug.")]
 ModelOpt = Annotated[
-    Optional[str], typer.Option("--model", help="Model name, repo id or folder (TRANSCRIPTION_MODEL_NAME).")
+    str | None,
+    typer.Option("--model", help="Model name, repo id or folder (TRANSCRIPTION_MODEL_NAME)."),
 ]
-DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu or cuda.")]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")]
 ComputeOpt = Annotated[
-    Optional[str], typer.Option("--compute-type", help="CTranslate2 compute type.")
+    str | None, typer.Option("--compute-type", help="CTranslate2 compute type.")
 ]
-LanguageOpt = Annotated[Optional[str], typer.Option("--language", help="Force a language (fa, en...).")]
+LanguageOpt = Annotated[
+    str | None, typer.Option("--language", help="Force a language (fa, en...).")
+]
 AllowedOpt = Annotated[
-    Optional[str], typer.Option("--allowed-languages", help="Comma list that detection keeps to.")
+    str | None, typer.Option("--allowed-languages", help="Comma list that detection keeps to.")
 ]
-TaskOpt = Annotated[Optional[str], typer.Option("--task", help="transcribe or translate.")]
+TaskOpt = Annotated[str | None, typer.Option("--task", help="transcribe or translate.")]
 FormatOpt = Annotated[
-    Optional[str], typer.Option("--format", "-f", help="txt,srt,vtt,json,md,html or all.")
+    str | None, typer.Option("--format", "-f", help="txt,srt,vtt,json,md,html or all.")
 ]
-OutputOpt = Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="Where results go.")]
-SlotsOpt = Annotated[Optional[int], typer.Option("--slots", help="Worker processes.")]
-BeamOpt = Annotated[Optional[int], typer.Option("--beam-size", help="Beam size.")]
-PromptOpt = Annotated[Optional[str], typer.Option("--initial-prompt", help="Priming text.")]
-HotwordsOpt = Annotated[Optional[str], typer.Option("--hotwords", help="Words to favour.")]
+OutputOpt = Annotated[Path | None, typer.Option("--output-dir", "-o", help="Where results go.")]
+SlotsOpt = Annotated[int | None, typer.Option("--slots", help="Worker processes.")]
+BeamOpt = Annotated[int | None, typer.Option("--beam-size", help="Beam size.")]
+PromptOpt = Annotated[str | None, typer.Option("--initial-prompt", help="Priming text.")]
+HotwordsOpt = Annotated[str | None, typer.Option("--hotwords", help="Words to favour.")]
 WordsOpt = Annotated[
-    Optional[bool], typer.Option("--word-timestamps/--no-word-timestamps", help="Per-word timings.")
+    bool | None, typer.Option("--word-timestamps/--no-word-timestamps", help="Per-word timings.")
 ]
-VadOpt = Annotated[Optional[bool], typer.Option("--vad/--no-vad", help="Skip silence with VAD.")]
+VadOpt = Annotated[bool | None, typer.Option("--vad/--no-vad", help="Skip silence with VAD.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Redo inputs that are already done.")]
 
@@ -85,7 +88,7 @@ def _exit_on_error(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _settings(env_file: Optional[Path], verbose: int, **overrides: Any) -> Any:
+def _settings(env_file: Path | None, verbose: int, **overrides: Any) -> Any:
     from jozvesaz_cli.config import load_settings
     from jozvesaz_cli.console import setup_logging
 
@@ -129,8 +132,13 @@ def _prepare_model(settings: Any) -> int:
     choice = resolve_device(spec)
     logger.info(
         "model %s (%s%s) on %s, compute type %s, %d slot(s) x %d thread(s)",
-        settings.model_name, resolved.source, ", verified" if resolved.verified else "",
-        choice.device, choice.compute_type, settings.slots, settings.threads_per_slot,
+        settings.model_name,
+        resolved.source,
+        ", verified" if resolved.verified else "",
+        choice.device,
+        choice.compute_type,
+        settings.slots,
+        settings.threads_per_slot,
     )
     return model_size_bytes(resolved.path)
 
@@ -164,7 +172,12 @@ def _run(settings: Any, store: Any, layout: Any, model_bytes: int, **runner_args
     guard = _guard(settings)
     with guard, RichObserver(total, settings.slots) as observer:
         runner = Runner(
-            settings, store, layout, observer=observer, guard=guard, model_bytes=model_bytes,
+            settings,
+            store,
+            layout,
+            observer=observer,
+            guard=guard,
+            model_bytes=model_bytes,
             **runner_args,
         )
         return runner.run()
@@ -184,7 +197,9 @@ def _finish(report: Any, as_json: bool) -> None:
 @app.command()
 @_exit_on_error
 def transcribe(
-    files: Annotated[list[Path], typer.Argument(help="Recordings to transcribe.", show_default=False)],
+    files: Annotated[
+        list[Path], typer.Argument(help="Recordings to transcribe.", show_default=False)
+    ],
     model: ModelOpt = None,
     language: LanguageOpt = None,
     allowed_languages: AllowedOpt = None,
@@ -213,10 +228,21 @@ def transcribe(
     from jozvesaz_cli.job_store import JobOrigin, JobStatus
 
     settings = _settings(
-        env_file, verbose, model_name=model, language=language, task=task,
-        allowed_languages=allowed_languages, formats=output_format, output_dir=output_dir,
-        slots=slots, device=device, compute_type=compute_type, beam_size=beam_size,
-        initial_prompt=initial_prompt, hotwords=hotwords, word_timestamps=word_timestamps,
+        env_file,
+        verbose,
+        model_name=model,
+        language=language,
+        task=task,
+        allowed_languages=allowed_languages,
+        formats=output_format,
+        output_dir=output_dir,
+        slots=slots,
+        device=device,
+        compute_type=compute_type,
+        beam_size=beam_size,
+        initial_prompt=initial_prompt,
+        hotwords=hotwords,
+        word_timestamps=word_timestamps,
         vad_filter=vad,
     )
     layout, store = _open(settings)
@@ -228,16 +254,24 @@ def transcribe(
         intake = offer_path(store, settings, path, origin=JobOrigin.CLI, layout=layout, force=force)
         job = intake.job
         if intake.error is not None or job is None:
-            early.append(FileResult.from_job(job, intake.path) if job else FileResult(
-                intake.path, "failed", reason=intake.error.reason.value if intake.error else None,
-                message=intake.error.message if intake.error else None))
+            early.append(
+                FileResult.from_job(job, intake.path)
+                if job
+                else FileResult(
+                    intake.path,
+                    "failed",
+                    reason=intake.error.reason.value if intake.error else None,
+                    message=intake.error.message if intake.error else None,
+                )
+            )
             continue
         if job.status is JobStatus.DONE and all(Path(o).exists() for o in job.outputs):
             early.append(FileResult.from_job(job, intake.path, "skipped"))
             continue
         if job.status is not JobStatus.QUEUED:
-            again = offer_path(store, settings, path, origin=JobOrigin.CLI, layout=layout,
-                               force=True)
+            again = offer_path(
+                store, settings, path, origin=JobOrigin.CLI, layout=layout, force=True
+            )
             job = again.job or job
         if job.status is JobStatus.RUNNING:
             early.append(FileResult.from_job(job, intake.path, "skipped"))
@@ -246,8 +280,9 @@ def transcribe(
         names[job.id] = intake.path
     report = RunReport()
     if run_ids:
-        report = _run(settings, store, layout, model_bytes, only_ids=run_ids,
-                      display_names=names, origin=None)
+        report = _run(
+            settings, store, layout, model_bytes, only_ids=run_ids, display_names=names, origin=None
+        )
     report.results = early + report.results
     _finish(report, as_json)
 
@@ -264,10 +299,11 @@ def enqueue(
 
     Example: jozvesaz enqueue ~/Recordings/*.m4a
     """
+    from jozvesaz_cli.audio import check_input_file
     from jozvesaz_cli.console import print_note
     from jozvesaz_cli.intake import copy_into_uploads, offer_path
     from jozvesaz_cli.job_store import JobOrigin
-    from jozvesaz_cli.storage import check_regular_file, relative_upload_name
+    from jozvesaz_cli.storage import relative_upload_name
 
     settings = _settings(env_file, verbose)
     layout, store = _open(settings)
@@ -276,14 +312,15 @@ def enqueue(
         target = path
         if relative_upload_name(layout.uploads, path.absolute()) is None:
             try:
-                check_regular_file(path)
+                check_input_file(path)
             except JozvesazError as exc:
                 print_note(f"failed  {exc.message}")
                 failed = True
                 continue
             target = copy_into_uploads(path, layout)
-        intake = offer_path(store, settings, target, origin=JobOrigin.QUEUE, layout=layout,
-                            force=force)
+        intake = offer_path(
+            store, settings, target, origin=JobOrigin.QUEUE, layout=layout, force=force
+        )
         job = intake.job
         state = "queued" if intake.created else f"exists ({job.status.value})" if job else "?"
         if intake.error is not None:
@@ -295,12 +332,16 @@ def enqueue(
 @app.command("drain-queue")
 @_exit_on_error
 def drain_queue(
-    max_jobs: Annotated[Optional[int], typer.Option("--max-jobs", help="Stop after N jobs.")] = None,
+    max_jobs: Annotated[
+        int | None, typer.Option("--max-jobs", help="Stop after N jobs.")
+    ] = None,
     max_runtime: Annotated[
-        Optional[float],
+        float | None,
         typer.Option("--max-runtime", help="Stop claiming after SECONDS; running jobs finish."),
     ] = None,
-    scan: Annotated[bool, typer.Option("--scan/--no-scan", help="Queue new files in uploads/.")] = True,
+    scan: Annotated[
+        bool, typer.Option("--scan/--no-scan", help="Queue new files in uploads/.")
+    ] = True,
     slots: SlotsOpt = None,
     as_json: JsonOpt = False,
     env_file: EnvFile = None,
@@ -320,7 +361,7 @@ def drain_queue(
     for job in store.fail_exhausted(settings.max_attempts):
         logger.warning("job %d (%s) failed: %s", job.id, job.source_path, job.last_error)
     if scan:
-        for path in scan_uploads(layout, store.known_sources()):
+        for path in scan_uploads(layout, store.known_sources(), settle_s=settings.settle_s):
             offer_path(store, settings, path, origin=JobOrigin.QUEUE, layout=layout)
     if not store.has_claimable(settings.max_attempts):
         report = RunReport()
@@ -329,8 +370,15 @@ def drain_queue(
         render_summary(report)
         raise typer.Exit(int(ExitCode.OK))
     model_bytes = _prepare_model(settings)
-    report = _run(settings, store, layout, model_bytes, origin=JobOrigin.QUEUE,
-                  max_jobs=max_jobs, max_runtime_s=max_runtime)
+    report = _run(
+        settings,
+        store,
+        layout,
+        model_bytes,
+        origin=JobOrigin.QUEUE,
+        max_jobs=max_jobs,
+        max_runtime_s=max_runtime,
+    )
     _finish(report, as_json)
 
 
@@ -338,7 +386,8 @@ def drain_queue(
 @_exit_on_error
 def watch(
     poll: Annotated[
-        Optional[bool], typer.Option("--poll/--no-poll", help="Poll instead of inotify (network shares).")
+        bool | None,
+        typer.Option("--poll/--no-poll", help="Poll instead of inotify (network shares)."),
     ] = None,
     slots: SlotsOpt = None,
     env_file: EnvFile = None,
@@ -362,15 +411,24 @@ def watch(
         f"{settings.slots} slot(s), database {store.masked_url}"
     )
     with InboxWatcher(settings, store, layout) as watcher:
-        report = _run(settings, store, layout, model_bytes, origin=JobOrigin.QUEUE,
-                      until_stopped=True, on_idle=watcher.check_health)
+        report = _run(
+            settings,
+            store,
+            layout,
+            model_bytes,
+            origin=JobOrigin.QUEUE,
+            until_stopped=True,
+            on_idle=watcher.check_health,
+        )
     _finish(report, False)
 
 
 @jobs_app.command("list")
 @_exit_on_error
 def jobs_list(
-    status: Annotated[Optional[str], typer.Option("--status", help="queued, running, done, failed, cancelled.")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="queued, running, done, failed, cancelled.")
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", help="Newest N jobs.")] = 50,
     as_json: JsonOpt = False,
     env_file: EnvFile = None,
@@ -388,16 +446,24 @@ def jobs_list(
     try:
         wanted = JobStatus(status) if status else None
     except ValueError:
-        raise typer.BadParameter(f"{status!r}: expected one of {[s.value for s in JobStatus]}",
-                                 param_hint="--status") from None
+        raise typer.BadParameter(
+            f"{status!r}: expected one of {[s.value for s in JobStatus]}", param_hint="--status"
+        ) from None
     jobs = store.list_jobs(wanted, limit)
     if as_json:
         print_json([job.as_dict() for job in jobs])
         return
-    rows = [{"id": j.id, "status": j.status.value, "attempts": j.attempts,
-             "source": j.source_path, "language": j.language or "",
-             "error": f"{j.last_error_type}: {j.last_error}" if j.last_error_type else ""}
-            for j in jobs]
+    rows = [
+        {
+            "id": j.id,
+            "status": j.status.value,
+            "attempts": j.attempts,
+            "source": j.source_path,
+            "language": j.language or "",
+            "error": f"{j.last_error_type}: {j.last_error}" if j.last_error_type else "",
+        }
+        for j in jobs
+    ]
     print_table(rows, ["id", "status", "attempts", "source", "language", "error"])
 
 
@@ -422,8 +488,10 @@ def jobs_show(
 @jobs_app.command("retry")
 @_exit_on_error
 def jobs_retry(
-    job_id: Annotated[Optional[int], typer.Argument(help="Job id.")] = None,
-    all_failed: Annotated[bool, typer.Option("--all-failed", help="Requeue every failed job.")] = False,
+    job_id: Annotated[int | None, typer.Argument(help="Job id.")] = None,
+    all_failed: Annotated[
+        bool, typer.Option("--all-failed", help="Requeue every failed job.")
+    ] = False,
     env_file: EnvFile = None,
     verbose: Verbose = 0,
 ) -> None:
@@ -501,7 +569,9 @@ def models_pull(
 @models_app.command("verify")
 @_exit_on_error
 def models_verify(
-    name: Annotated[Optional[str], typer.Argument(help="Model name; default the configured one.")] = None,
+    name: Annotated[
+        str | None, typer.Argument(help="Model name; default the configured one.")
+    ] = None,
     env_file: EnvFile = None,
     verbose: Verbose = 0,
 ) -> None:
@@ -521,7 +591,9 @@ def models_verify(
 @models_app.command("path")
 @_exit_on_error
 def models_path(
-    name: Annotated[Optional[str], typer.Argument(help="Model name; default the configured one.")] = None,
+    name: Annotated[
+        str | None, typer.Argument(help="Model name; default the configured one.")
+    ] = None,
     env_file: EnvFile = None,
     verbose: Verbose = 0,
 ) -> None:

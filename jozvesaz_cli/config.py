@@ -211,8 +211,10 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_precision(self) -> "Settings":
         """8-bit loading and an explicit non-8-bit compute type contradict each other."""
-        if self.load_in_8bit and self.compute_type not in ("default", "auto") and not (
-            self.compute_type.startswith("int8")
+        if (
+            self.load_in_8bit
+            and self.compute_type not in ("default", "auto")
+            and not (self.compute_type.startswith("int8"))
         ):
             raise ValueError(
                 f"TRANSCRIPTION_LOAD_IN_8BIT=true contradicts TRANSCRIPTION_COMPUTE_TYPE="
@@ -348,8 +350,10 @@ def _unknown_prefixed_keys(env_file: Path | None) -> list[str]:
 
 def _explain(error: dict[str, Any], overrides: dict[str, Any]) -> str:
     loc = str(error["loc"][0]) if error.get("loc") else ""
-    field = loc if loc in Settings.model_fields else next(
-        (name for name, env in env_names().items() if env.lower() == loc.lower()), loc
+    field = (
+        loc
+        if loc in Settings.model_fields
+        else next((name for name, env in env_names().items() if env.lower() == loc.lower()), loc)
     )
     where = f"--{field.replace('_', '-')}" if field in overrides else env_names().get(field, loc)
     if not loc:

@@ -13,27 +13,36 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jozvesaz_cli.audio import check_input_file
 from jozvesaz_cli.config import Settings
 from jozvesaz_cli.errors import FailureReason, InputError
 from jozvesaz_cli.job_store import JobOrigin, JobRecord, JobStore, NewJob, sha256_text
-from jozvesaz_cli.storage import (
-    StorageLayout,
-    check_regular_file,
-    display_path,
-    hash_file,
-    relative_upload_name,
-)
+from jozvesaz_cli.profiles import Profile, find_profile, load_profile
+from jozvesaz_cli.storage import StorageLayout, display_path, hash_file, relative_upload_name
 
 logger = logging.getLogger(__name__)
 
 #: Name parts that mark partial downloads, editor and OS junk: never transcribed.
-PARTIAL_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".download",
-                    ".filepart", ".swp", ".swx", ".lock", ".!ut", ".opdownload")
+PARTIAL_SUFFIXES = (
+    ".part",
+    ".partial",
+    ".tmp",
+    ".temp",
+    ".crdownload",
+    ".download",
+    ".filepart",
+    ".swp",
+    ".swx",
+    ".lock",
+    ".!ut",
+    ".opdownload",
+)
 JUNK_NAMES = frozenset({"thumbs.db", "desktop.ini", ".ds_store"})
 
 
@@ -101,6 +110,23 @@ def _declared_duration(path: Path) -> tuple[float | None, InputError | None]:
     return info.declared_duration_s, None
 
 
+def _check_inside_uploads(path: Path, uploads: Path, shown: str) -> None:
+    """Refuse a queue path whose real path leaves uploads/, before it is opened or hashed.
+
+    A symlink in uploads/ may point anywhere; the real path decides, so nothing outside the
+    storage is ever read through the queue.
+
+    Raises:
+        InputError: the real path is outside uploads/ (reason ``unsafe_path``).
+    """
+    if not path.resolve().is_relative_to(uploads.resolve()):
+        raise InputError(
+            shown,
+            FailureReason.UNSAFE_PATH,
+            "resolves outside the uploads folder (a symlink or '..'); refused",
+        )
+
+
 def offer_path(
     store: JobStore,
     settings: Settings,
@@ -119,6 +145,10 @@ def offer_path(
     scan does not offer them again.
     """
     shown = display_path(path)
+    if origin is JobOrigin.QUEUE and extra_settings is None:
+        course = course_profile(layout, path)
+        if course is not None:
+            extra_settings, profile = course.settings, course.name
     values = output_settings(settings) | (extra_settings or {})
     fingerprint = settings_fingerprint(values)
     if origin is JobOrigin.QUEUE:
@@ -126,21 +156,32 @@ def offer_path(
     else:
         stored_name = display_path(path.absolute())
     try:
-        info = check_regular_file(path)
+        if origin is JobOrigin.QUEUE:
+            _check_inside_uploads(path, layout.uploads, shown)
+        size = check_input_file(path)
     except InputError as exc:
         base = NewJob(stored_name, origin, None, fingerprint, settings=values, profile=profile)
-        return Intake(shown, store.record_failure(base, exc.reason.value, exc.message), True, exc)
+        message = f"{shown}: {exc.detail}"
+        return Intake(shown, store.record_failure(base, exc.reason.value, message), True, exc)
     content = hash_file(path)
-    duration, problem = (None, None)
-    if info.st_size == 0:
-        problem = InputError(shown, FailureReason.EMPTY_FILE, "empty file (0 bytes)")
-    else:
-        duration, problem = _declared_duration(path)
-    job = NewJob(stored_name, origin, content, fingerprint, info.st_size, duration, values, profile)
+    duration, problem = _declared_duration(path)
+    job = NewJob(stored_name, origin, content, fingerprint, size, duration, values, profile)
     record, created = store.enqueue(job, force=force)
     if problem is not None and created:
-        record = store.mark_input_failed(record.id, problem.reason.value, f"{shown}: {problem.detail}")
+        record = store.mark_input_failed(
+            record.id, problem.reason.value, f"{shown}: {problem.detail}"
+        )
     return Intake(shown, record, created, problem)
+
+
+def course_profile(layout: StorageLayout, path: Path) -> Profile | None:
+    """The course profile that applies to an upload, if any.
+
+    Raises:
+        ConfigError: the profile is invalid (the file is not queued until it is fixed).
+    """
+    found = find_profile(layout.uploads, path.parent)
+    return load_profile(found, layout.uploads) if found is not None else None
 
 
 def copy_into_uploads(source: Path, layout: StorageLayout) -> Path:
@@ -163,8 +204,19 @@ def copy_into_uploads(source: Path, layout: StorageLayout) -> Path:
     return target
 
 
-def scan_uploads(layout: StorageLayout, known: set[str]) -> Iterator[Path]:
-    """Files under uploads/ that look like recordings and have no job yet (by path)."""
+def scan_uploads(
+    layout: StorageLayout, known: set[str], *, settle_s: float = 0.0
+) -> Iterator[Path]:
+    """Files under uploads/ that look like recordings and have no job yet (by path).
+
+    Args:
+        layout: the storage layout.
+        known: relative names that already have a job (not hashed again).
+        settle_s: skip files modified less than this many seconds ago: they may still be
+            arriving, and a scan (cron's ``drain-queue``) must not queue a half-copied file;
+            the next scan or the watcher picks them up once they are complete.
+    """
+    now = time.time()
     for folder, dirs, files in os.walk(layout.uploads):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
@@ -172,4 +224,15 @@ def scan_uploads(layout: StorageLayout, known: set[str]) -> Iterator[Path]:
             relative = relative_upload_name(layout.uploads, path)
             if relative is None or relative in known or not is_candidate_name(name):
                 continue
+            if settle_s > 0 and _modified_within(path, now, settle_s):
+                logger.debug("%s is still changing; left for the next scan", relative)
+                continue
             yield path
+
+
+def _modified_within(path: Path, now: float, seconds: float) -> bool:
+    try:
+        mtime = os.lstat(path).st_mtime
+    except OSError:
+        return False
+    return abs(now - mtime) < seconds

@@ -312,7 +312,10 @@ def resolve_model(spec: ModelSpec, *, verify: bool = True) -> ResolvedModel:
     if known is not None:
         fix = f"pip install 'jozvesaz[{known.extra}]'  (then it is found offline)"
     else:
-        fix = f"jozvesaz models pull {name}  (with network access), or point TRANSCRIPTION_MODEL_NAME at a local CTranslate2 folder"
+        fix = (
+            f"jozvesaz models pull {name}  (with network access), or point "
+            "TRANSCRIPTION_MODEL_NAME at a local CTranslate2 folder"
+        )
     raise ModelLoadError(
         f"model {name!r} is not available offline; tried " + "; ".join(tried), hint=fix
     )
@@ -328,7 +331,9 @@ def pull_model(spec: ModelSpec, *, force: bool = False) -> ResolvedModel:
         if _is_model_dir(target):
             verify_model_dir(target, known)
             return ResolvedModel(spec.name, target, "model store", True)
-        return ResolvedModel(spec.name, assemble_from_packages(known, spec.models_dir), "offline packages", True)
+        return ResolvedModel(
+            spec.name, assemble_from_packages(known, spec.models_dir), "offline packages", True
+        )
     downloaded = _hf_cache_path(spec.name, allow_download=True, cache_dir=None)
     if downloaded is None:
         raise ModelLoadError(
@@ -362,8 +367,12 @@ def list_models(spec: ModelSpec) -> list[dict[str, Any]]:
         for folder in sorted(spec.models_dir.iterdir()):
             if folder.name not in KNOWN_MODELS and _is_model_dir(folder):
                 rows.append(
-                    {"name": folder.name, "repo": "-", "location": str(folder),
-                     "status": "unverified (no official hash known)"}
+                    {
+                        "name": folder.name,
+                        "repo": "-",
+                        "location": str(folder),
+                        "status": "unverified (no official hash known)",
+                    }
                 )
     return rows
 
@@ -445,8 +454,9 @@ def load_model(spec: ModelSpec, path: Path, choice: DeviceChoice) -> Any:
     Raises:
         ModelLoadError: CTranslate2 cannot load the model or run it on the device.
     """
-    return _load_cached(str(path), choice.device, choice.device_index, choice.compute_type,
-                        spec.cpu_threads)
+    return _load_cached(
+        str(path), choice.device, choice.device_index, choice.compute_type, spec.cpu_threads
+    )
 
 
 @functools.cache
@@ -470,7 +480,8 @@ def _load_cached(path: str, device: str, index: int, compute_type: str, threads:
     except (RuntimeError, ValueError, OSError) as exc:
         raise ModelLoadError(
             f"cannot load the model at {path} on {device} ({compute_type}): {exc}",
-            hint="on a GPU host check the CUDA libraries (cuBLAS, cuDNN), or use JOZVESAZ_DEVICE=cpu",
+            hint="on a GPU host check the CUDA libraries (cuBLAS, cuDNN), "
+            "or use JOZVESAZ_DEVICE=cpu",
         ) from exc
     logger.info("loaded model %s on %s (%s, %d threads)", path, device, compute_type, threads)
     return model

@@ -60,6 +60,7 @@ class WorkItem:
         options: decoding options.
         render: text shaping options for the writers.
         max_audio_s: the decoded-length limit.
+        replacements: whole-word replacements from a course profile.
     """
 
     job_id: int
@@ -72,6 +73,7 @@ class WorkItem:
     options: DecodeOptions
     render: RenderOptions
     max_audio_s: float
+    replacements: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,6 +362,7 @@ def _run_item(index: int, item: WorkItem, transcriber: Transcriber, conn: Connec
     from pathlib import Path
 
     from jozvesaz_cli.audio import decode_audio
+    from jozvesaz_cli.profiles import apply_replacements
     from jozvesaz_cli.writers import prepare_transcript, stage_outputs
 
     conn.send(SlotEvent("started", index, item.job_id, {"pid": os.getpid()}))
@@ -375,12 +378,13 @@ def _run_item(index: int, item: WorkItem, transcriber: Transcriber, conn: Connec
     try:
         audio = decode_audio(Path(item.source), max_audio_s=item.max_audio_s)
         result = transcriber.transcribe(audio, item.options, progress, source=item.source)
+        result = apply_replacements(result, dict(item.replacements))
         result = prepare_transcript(_named(result, item.display_name), item.render)
         staged = stage_outputs(
             result, item.formats, Path(item.dest_dir), item.base_name, item.render
         )
     except InputError as exc:
-        payload = {"reason": exc.reason.value, "message": exc.detail}
+        payload: dict[str, Any] = {"reason": exc.reason.value, "message": exc.detail}
         return SlotEvent("failed", index, item.job_id, payload)
     except OSError as exc:
         payload = {

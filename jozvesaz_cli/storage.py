@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +17,26 @@ from jozvesaz_cli.errors import FailureReason, InputError, StorageError
 
 #: Filesystems where inotify misses remote writes and SQLite's locking is unreliable.
 NETWORK_FILESYSTEMS = frozenset(
-    {"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "ceph", "glusterfs", "lustre",
-     "fuse.sshfs", "fuse.bindfs", "fuse.rclone", "fuse.s3fs", "fuse.gcsfuse", "davfs",
-     "fuse.glusterfs", "fuse"}
+    {
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb3",
+        "smbfs",
+        "9p",
+        "afs",
+        "ceph",
+        "glusterfs",
+        "lustre",
+        "fuse.sshfs",
+        "fuse.bindfs",
+        "fuse.rclone",
+        "fuse.s3fs",
+        "fuse.gcsfuse",
+        "davfs",
+        "fuse.glusterfs",
+        "fuse",
+    }
 )
 HASH_CHUNK_BYTES = 1024 * 1024
 
@@ -84,27 +100,6 @@ def hash_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_regular_file(path: Path) -> os.stat_result:
-    """Stat ``path`` without opening it, so that a FIFO never blocks the caller.
-
-    Raises:
-        InputError: not found, or not a regular file.
-    """
-    name = display_path(path)
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        raise InputError(name, FailureReason.NOT_FOUND, "file not found") from None
-    except OSError as exc:
-        raise InputError(name, FailureReason.NOT_FOUND, f"cannot read: {exc.strerror}") from None
-    if stat.S_ISDIR(info.st_mode):
-        raise InputError(name, FailureReason.NOT_A_FILE, "is a directory, not a recording")
-    if not stat.S_ISREG(info.st_mode):
-        kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device or socket"
-        raise InputError(name, FailureReason.NOT_A_FILE, f"is {kind}, not a regular file")
-    return info
-
-
 def resolve_upload(uploads: Path, relative: str) -> Path:
     """The real path of an upload named by a job row, refused if it leaves ``uploads``.
 
@@ -117,10 +112,18 @@ def resolve_upload(uploads: Path, relative: str) -> Path:
     candidate = fs_path(relative)
     root = uploads.resolve()
     if candidate.is_absolute():
-        raise InputError(relative, FailureReason.UNSAFE_PATH, "absolute paths are not accepted in the queue; name files relative to uploads/")
+        raise InputError(
+            relative,
+            FailureReason.UNSAFE_PATH,
+            "absolute paths are not accepted in the queue; name files relative to uploads/",
+        )
     real = (root / candidate).resolve()
     if not real.is_relative_to(root):
-        raise InputError(relative, FailureReason.UNSAFE_PATH, "resolves outside the uploads folder (a symlink or '..'); refused")
+        raise InputError(
+            relative,
+            FailureReason.UNSAFE_PATH,
+            "resolves outside the uploads folder (a symlink or '..'); refused",
+        )
     return real
 
 

@@ -82,6 +82,30 @@ class DecodeOptions:
             batch_size=settings.batch_size,
         )
 
+    def with_values(self, values: dict[str, Any]) -> DecodeOptions:
+        """These options overridden by a job's stored settings (course profiles, other hosts)."""
+        from dataclasses import replace
+
+        allowed = values.get("allowed_languages")
+        if isinstance(allowed, str):
+            allowed = tuple(code.strip() for code in allowed.split(",") if code.strip())
+        changes: dict[str, Any] = {
+            key: values[key]
+            for key in (
+                "language",
+                "task",
+                "beam_size",
+                "initial_prompt",
+                "hotwords",
+                "word_timestamps",
+                "vad_filter",
+            )
+            if key in values
+        }
+        if allowed is not None:
+            changes["allowed_languages"] = tuple(allowed)
+        return replace(self, **changes)
+
     def as_dict(self) -> dict[str, object]:
         """Plain values for the JSON output and the fingerprint."""
         return {
@@ -130,23 +154,29 @@ class WhisperTranscriber:
 
     def choose_language(
         self, audio: DecodedAudio, options: DecodeOptions
-    ) -> tuple[str | None, float]:
-        """The language to force, from ``options``; detection is limited to the allowed set.
+    ) -> tuple[str | None, float, str | None]:
+        """The language to force, the probability behind it, and a note when the guard acted.
 
-        Without an allowed set faster-whisper detects on its own (returns None). With one, the
-        most likely allowed language wins, so Persian audio never comes out as Thai.
+        Without an allowed set faster-whisper detects on its own (None is returned). With one,
+        the most likely allowed language wins, so Persian audio never comes out as Thai.
         """
         if options.language:
-            return options.language, 1.0
+            return options.language, 1.0, None
         if not options.allowed_languages:
-            return None, 0.0
-        _, _, ranked = self._model.detect_language(audio.samples, vad_filter=options.vad_filter)
+            return None, 0.0, None
+        detected, detected_prob, ranked = self._model.detect_language(
+            audio.samples, vad_filter=options.vad_filter
+        )
         allowed = [(code, prob) for code, prob in ranked if code in options.allowed_languages]
-        if not allowed:
-            return options.allowed_languages[0], 0.0
-        code, prob = allowed[0]
-        logger.info("language guard chose %s (p=%.2f) from %s", code, prob, options.allowed_languages)
-        return code, float(prob)
+        code, prob = allowed[0] if allowed else (options.allowed_languages[0], 0.0)
+        note = None
+        if detected != code:
+            note = (
+                f"language guard: detected {detected} (p={detected_prob:.2f}), not in "
+                f"{','.join(options.allowed_languages)}; used {code} (p={prob:.2f})"
+            )
+            logger.info("%s", note)
+        return code, float(prob), note
 
     def transcribe(
         self,
@@ -157,7 +187,7 @@ class WhisperTranscriber:
         source: str = "",
     ) -> Transcript:
         """Transcribe ``audio``; reports progress as the fraction of audio decoded."""
-        language, guard_prob = self.choose_language(audio, options)
+        language, guard_prob, guard_note = self.choose_language(audio, options)
         kwargs: dict[str, Any] = {
             "language": language,
             "task": options.task,
@@ -191,7 +221,9 @@ class WhisperTranscriber:
             device=self.device,
             compute_type=self.compute_type,
             options=options_dict,
-            warnings=tuple(audio.warnings) + tuple(warnings),
+            warnings=tuple(audio.warnings)
+            + tuple(warnings)
+            + ((guard_note,) if guard_note else ()),
         )
 
 
@@ -270,5 +302,8 @@ def build_transcriber(settings: Settings) -> Transcriber:
     choice = resolve_device(spec)
     model = load_model(spec, resolved.path, choice)
     return WhisperTranscriber(
-        model, model_name=settings.model_name, device=choice.device, compute_type=choice.compute_type
+        model,
+        model_name=settings.model_name,
+        device=choice.device,
+        compute_type=choice.compute_type,
     )

@@ -23,8 +23,13 @@ from jozvesaz_cli.model_loader import (
 
 def make_spec(models_dir: Path, name: str = "tiny.en", **extra: object) -> ModelSpec:
     values: dict[str, object] = {
-        "name": name, "device": "cpu", "device_index": None, "compute_type": "default",
-        "load_in_8bit": False, "cpu_threads": 1, "models_dir": models_dir,
+        "name": name,
+        "device": "cpu",
+        "device_index": None,
+        "compute_type": "default",
+        "load_in_8bit": False,
+        "cpu_threads": 1,
+        "models_dir": models_dir,
         "allow_download": False,
     }
     values.update(extra)
@@ -79,9 +84,16 @@ def test_cli_tampered_model_exits_3(tiny_store: Path, tmp_path: Path) -> None:
     config.write_bytes(config.read_bytes().replace(b"{", b"[", 1))
     result = subprocess.run(
         [sys.executable, "-m", "jozvesaz_cli", "models", "verify", "tiny.en"],
-        env={"PATH": "/usr/bin:/bin", "JOZVESAZ_MODELS_DIR": str(store),
-             "STORAGE_ROOT": str(tmp_path / "s"), "HOME": str(tmp_path)},
-        capture_output=True, text=True, timeout=60, check=False,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "JOZVESAZ_MODELS_DIR": str(store),
+            "STORAGE_ROOT": str(tmp_path / "s"),
+            "HOME": str(tmp_path),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 3, result.stderr
     assert "config.json" in result.stderr
@@ -117,12 +129,14 @@ def test_resolve_device_default_is_float16_on_gpu(tmp_path: Path) -> None:
 
 
 def test_resolve_device_float16_on_cpu_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="TRANSCRIPTION_COMPUTE_TYPE=float16 is not supported on cpu"):
+    with pytest.raises(
+        ConfigError, match="TRANSCRIPTION_COMPUTE_TYPE=float16 is not supported on cpu"
+    ):
         resolve_device(make_spec(tmp_path, compute_type="float16"), gpu_count=0)
 
 
 def test_resolve_device_index_out_of_range(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="TRANSCRIPTION_DEVICE_INDEX=3.*0 CUDA devices"):
+    with pytest.raises(ConfigError, match=r"TRANSCRIPTION_DEVICE_INDEX=3.*0 CUDA devices"):
         resolve_device(make_spec(tmp_path, device="auto", device_index=3), gpu_count=0)
     with pytest.raises(ConfigError, match="out of range: 1 CUDA device"):
         resolve_device(make_spec(tmp_path, device="cuda", device_index=3), gpu_count=1)
