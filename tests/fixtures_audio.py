@@ -389,3 +389,19 @@ def make_corrupt_mp3(folder: Path, *, damaged_bytes: int = 4096) -> Path:
     target = folder / "corrupt_middle.mp3"
     target.write_bytes(bytes(data))
     return target
+
+
+def make_noise_wav(path: Path, seconds: float = 1.0, seed: int = 0) -> Path:
+    """A short recording of seeded noise: each seed gives a distinct file, hence its own job."""
+    import wave
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    samples = (rng.standard_normal(int(16000 * seconds)) * 2000).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(samples.tobytes())
+    return path

@@ -7,12 +7,10 @@ import os
 import signal
 import threading
 import time
-import wave
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import psutil
 import pytest
 
@@ -22,28 +20,18 @@ from jozvesaz_cli.intake import offer_path
 from jozvesaz_cli.job_store import JobOrigin, JobStatus, JobStore
 from jozvesaz_cli.storage import StorageLayout
 from tests.fakes import scripted_factory
+from tests.fixtures_audio import make_noise_wav as make_wav
 
 pytestmark = pytest.mark.slow
-
-
-def make_wav(path: Path, seconds: float = 1.0, seed: int = 0) -> Path:
-    """A short distinct recording (seeded noise), so every file is its own job."""
-    rng = np.random.default_rng(seed)
-    samples = (rng.standard_normal(int(16000 * seconds)) * 2000).astype("<i2")
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16000)
-        out.writeframes(samples.tobytes())
-    return path
 
 
 @pytest.fixture
 def setup(settings_factory: Callable[..., Any], tmp_path: Path) -> Callable[..., Any]:
     def make(names: list[str], **overrides: Any) -> tuple[Any, JobStore, StorageLayout, list[int]]:
         settings = settings_factory(formats="txt,json", **overrides)
-        layout = StorageLayout(settings.resolved_storage_root, settings.uploads_dir,
-                               settings.results_dir)
+        layout = StorageLayout(
+            settings.resolved_storage_root, settings.uploads_dir, settings.results_dir
+        )
         layout.ensure()
         store = JobStore(settings.resolved_database_url)
         inputs = tmp_path / "in"
@@ -60,8 +48,9 @@ def setup(settings_factory: Callable[..., Any], tmp_path: Path) -> Callable[...,
 
 
 def run(settings: Any, store: JobStore, layout: StorageLayout, ids: list[int]) -> Any:
-    runner = Runner(settings, store, layout, origin=None, only_ids=ids,
-                    transcriber_factory=scripted_factory)
+    runner = Runner(
+        settings, store, layout, origin=None, only_ids=ids, transcriber_factory=scripted_factory
+    )
     return runner.run()
 
 
@@ -116,8 +105,11 @@ def test_pool_sigkill_mid_file_retries_and_finishes(setup: Callable[..., Any]) -
     others = [store.get(i) for i in ids if i != victim["job"]]
     assert all(job.status is JobStatus.DONE and job.attempts == 1 for job in others)
     assert report.model_loads == 3  # two slots plus the replacement
-    alive = [c for c in psutil.Process().children(recursive=True)
-             if "resource_tracker" not in " ".join(c.cmdline())]
+    alive = [
+        c
+        for c in psutil.Process().children(recursive=True)
+        if "resource_tracker" not in " ".join(c.cmdline())
+    ]
     assert not alive
 
 
@@ -148,7 +140,9 @@ def test_pool_sigterm_is_warm_then_next_run_completes(setup: Callable[..., Any])
     statuses = [store.get(i).status for i in ids]
     assert statuses.count(JobStatus.DONE) == 2
     assert statuses.count(JobStatus.QUEUED) == 2
-    done_before = {i: store.get(i).finished_at for i in ids if store.get(i).status is JobStatus.DONE}
+    done_before = {
+        i: store.get(i).finished_at for i in ids if store.get(i).status is JobStatus.DONE
+    }
 
     second = run(settings, store, layout, ids)
     assert second.exit_code == ExitCode.OK
