@@ -174,3 +174,63 @@ def test_pool_second_signal_is_cold_and_requeues_without_using_attempts(
         assert job.status is JobStatus.QUEUED
         assert job.attempts == 0
     assert {r.status for r in report.results} == {"interrupted"}
+
+
+class SteppedReader:
+    """Memory readings a test changes: RAM use as a ratio of 16 GB."""
+
+    def __init__(self, used_ratio: float) -> None:
+        self.used_ratio = used_ratio
+
+    def read(self) -> Any:
+        from jozvesaz_cli.memory_guard import MemoryReading
+
+        total = 16 * 1024**3
+        return MemoryReading(total, int(total * (1 - self.used_ratio)))
+
+
+def test_runner_holds_files_while_memory_is_over_the_ratio(setup: Callable[..., Any]) -> None:
+    from jozvesaz_cli.memory_guard import MemoryGuard
+
+    settings, store, layout, ids = setup(["a.wav", "b.wav"], memory_monitor_interval_s=0.2)
+    reader = SteppedReader(0.95)
+    guard = MemoryGuard(ram_ratio=0.9, vram_ratio=0.9, interval_s=0.2, reader=reader)
+    notes: list[str] = []
+
+    class Notes:
+        def job_started(self, slot: int, name: str, duration_s: float | None) -> None:
+            notes.append(f"started {name}")
+
+        def job_progress(self, slot: int, fraction: float) -> None:
+            return None
+
+        def job_finished(self, slot: int | None, result: Any) -> None:
+            return None
+
+        def note(self, text: str) -> None:
+            notes.append(text)
+
+    def release_memory() -> None:
+        wait_for(lambda: any("holding" in n for n in notes))
+        time.sleep(1.0)
+        assert not [n for n in notes if n.startswith("started")]  # held, not started
+        reader.used_ratio = 0.5
+
+    thread = threading.Thread(target=release_memory)
+    thread.start()
+    runner = Runner(
+        settings,
+        store,
+        layout,
+        origin=None,
+        only_ids=ids,
+        guard=guard,
+        transcriber_factory=scripted_factory,
+        observer=Notes(),
+    )
+    report = runner.run()
+    thread.join(timeout=30)
+    assert report.exit_code == ExitCode.OK
+    holding = [n for n in notes if "holding" in n]
+    assert len(holding) == 1 and "MEMORY_MONITOR_RAM_RATIO" in holding[0]
+    assert all(store.get(i).status is JobStatus.DONE and store.get(i).attempts == 1 for i in ids)
