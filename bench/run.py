@@ -346,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     host = describe_host()
     try:
         workload = build_workload(args.corpus, args.workload_dir, quick=args.quick)
-        model = resolve_model(args.model, find_executable("jozvesaz"), args.workload_dir.parent)
+        model = resolve_model(args.model, find_executable("jozvesaz"))
     except (OSError, ValueError, ModelNotFoundError) as exc:
         print(f"bench: cannot run: {exc}", file=sys.stderr)
         return 3

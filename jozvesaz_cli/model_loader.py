@@ -28,6 +28,7 @@ from typing import Any
 
 from jozvesaz_cli.config import ModelSpec
 from jozvesaz_cli.errors import ConfigError, ModelIntegrityError, ModelLoadError
+from jozvesaz_cli.storage import hash_file
 
 logger = logging.getLogger(__name__)
 
@@ -144,12 +145,8 @@ class DeviceChoice:
 
 
 def sha256_file(path: Path) -> str:
-    """The SHA-256 of a file, read in chunks so that large models do not fill memory."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(HASH_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """The SHA-256 of a file (the same chunked hashing as a recording's identity)."""
+    return hash_file(path)
 
 
 def verify_model_dir(folder: Path, known: KnownModel) -> None:
