@@ -79,35 +79,42 @@ class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):
     def process_result_value(self, value: Any, dialect: Any) -> dt.datetime | None:
         if value is None:
             return None
-        if isinstance(value, str):
-            value = dt.datetime.fromisoformat(value)
-        if value.tzinfo is None:
-            return value.replace(tzinfo=dt.timezone.utc)
-        return value.astimezone(dt.timezone.utc)
+        moment = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+        if moment.tzinfo is None:
+            return moment.replace(tzinfo=dt.timezone.utc)
+        return moment.astimezone(dt.timezone.utc)
 
 
-class db_now(FunctionElement[dt.datetime]):  # noqa: N801 - reads like the SQL function it is
-    """The database server's current UTC time plus ``offset_s``: the only clock for leases."""
+class db_now(FunctionElement[dt.datetime]):
+    """The database server's current UTC time plus ``offset_s``: the only clock for leases.
+
+    The offset is a bound parameter, not text in the SQL: SQLAlchemy caches a statement's
+    compiled form by its structure, so an offset rendered as text would be reused for every
+    later statement of the same shape (a lease or backoff computed once per process).
+    """
 
     type = UTCDateTime()
     inherit_cache = True
 
     def __init__(self, offset_s: float = 0.0) -> None:
-        self.offset_s = float(offset_s)
-        super().__init__()
+        super().__init__(sa.literal(float(offset_s), sa.Float()))
+
+
+def _offset_sql(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
+    return str(compiler.process(element.clauses, **kw))
 
 
 @compiles(db_now, "sqlite")
 def _db_now_sqlite(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
     # Six fractional digits, so the text sorts and parses like SQLAlchemy's own format.
-    return (
-        f"(strftime('%Y-%m-%d %H:%M:%f', 'now', '{element.offset_s:+.3f} seconds') || '000')"
-    )
+    offset = _offset_sql(element, compiler, **kw)
+    return f"(strftime('%Y-%m-%d %H:%M:%f', 'now', printf('%+.3f seconds', {offset})) || '000')"
 
 
 @compiles(db_now, "postgresql")
 def _db_now_pg(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"(clock_timestamp() + interval '{element.offset_s:.3f} seconds')"
+    offset = _offset_sql(element, compiler, **kw)
+    return f"(clock_timestamp() + CAST({offset} AS DOUBLE PRECISION) * INTERVAL '1 second')"
 
 
 @compiles(db_now)
@@ -249,7 +256,7 @@ class JobRecord:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready values (``jobs list --json``, ``jobs show``)."""
         out: dict[str, Any] = {}
-        for name in self.__slots__:  # type: ignore[attr-defined]
+        for name in self.__slots__:
             value = getattr(self, name)
             if isinstance(value, dt.datetime):
                 value = value.isoformat()
@@ -317,7 +324,7 @@ def _password(url: str) -> str | None:
 
 def backoff_s(attempt: int) -> float:
     """Exponential backoff with jitter, capped: 2 s, 4 s, 8 s, ... plus up to 25 %."""
-    base = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** max(0, attempt - 1))
+    base = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2.0 ** max(0, attempt - 1))
     return base * (1.0 + random.random() * 0.25)
 
 
@@ -402,8 +409,11 @@ class JobStore:
         except exc.DBAPIError as error:
             detail = self.scrub(str(error.orig) if error.orig else str(error)).strip()
             detail = detail.splitlines()[0] if detail else type(error).__name__
+            hint = None
+            if isinstance(error, exc.OperationalError):
+                hint = "check DATABASE_URL and that the database server is running and reachable"
             raise StoreUnavailableError(
-                f"database {self.masked_url} cannot be used: {detail}"
+                f"database {self.masked_url} cannot be used: {detail}", hint=hint
             ) from None
 
     @property
@@ -430,7 +440,8 @@ class JobStore:
 
         Returns:
             The row and whether it was created. With ``force`` an existing job that is not
-            running is reset to queued (attempts cleared) and counts as created.
+            running under a live lease is reset to queued (attempts cleared) and counts as
+            created; a job whose worker died while running (lease expired) is reset too.
         """
         values: dict[str, Any] = {
             "job_key": job.job_key,
@@ -459,8 +470,11 @@ class JobStore:
                 sa.select(*JobRow.__table__.c).where(JobRow.job_key == job.job_key)
             ).one()
             record = JobRecord.from_row(row)
-            if not created and force and record.status != JobStatus.RUNNING:
-                self._reset(connection, record.id, source_path=job.source_path)
+            if (
+                not created
+                and force
+                and self._reset(connection, record.id, source_path=job.source_path)
+            ):
                 record = self._get(connection, record.id)
                 created = True
         return record, created
@@ -469,24 +483,43 @@ class JobStore:
         if self.is_postgres:
             from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-            return pg_insert(JobRow).values(**values).on_conflict_do_nothing(
-                index_elements=["job_key"]
+            return (
+                pg_insert(JobRow)
+                .values(**values)
+                .on_conflict_do_nothing(index_elements=["job_key"])
             )
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        return sqlite_insert(JobRow).values(**values).on_conflict_do_nothing(
-            index_elements=["job_key"]
+        return (
+            sqlite_insert(JobRow)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["job_key"])
         )
 
-    def _reset(self, connection: Connection, job_id: int, **extra: Any) -> None:
-        connection.execute(
-            sa.update(JobRow)
-            .where(JobRow.id == job_id, JobRow.status != JobStatus.RUNNING.value)
-            .values(
-                status=JobStatus.QUEUED.value, attempts=0, run_after=None, lease_owner=None,
-                lease_token=None, lease_expires_at=None, finished_at=None, last_error=None,
-                last_error_type=None, error_traceback=None, **extra,
-            )
+    def _reset(self, connection: Connection, job_id: int, **extra: Any) -> bool:
+        """Requeue a job from scratch unless a live worker holds it; True if it was reset."""
+        live = sa.and_(
+            JobRow.status == JobStatus.RUNNING.value, JobRow.lease_expires_at >= db_now()
+        )
+        return (
+            connection.execute(
+                sa.update(JobRow)
+                .where(JobRow.id == job_id, sa.not_(live))
+                .values(
+                    status=JobStatus.QUEUED.value,
+                    attempts=0,
+                    run_after=None,
+                    lease_owner=None,
+                    lease_token=None,
+                    lease_expires_at=None,
+                    finished_at=None,
+                    last_error=None,
+                    last_error_type=None,
+                    error_traceback=None,
+                    **extra,
+                )
+            ).rowcount
+            == 1
         )
 
     def record_failure(self, job: NewJob, reason: str, message: str) -> JobRecord:
@@ -495,11 +528,18 @@ class JobStore:
             row = connection.execute(
                 sa.insert(JobRow)
                 .values(
-                    source_path=job.source_path, origin=job.origin.value,
-                    settings_fingerprint=job.settings_fingerprint, status=JobStatus.FAILED.value,
-                    attempts=0, priority=0, created_at=db_now(), finished_at=db_now(),
-                    last_error_type=reason, last_error=message[:ERROR_TEXT_LIMIT],
-                    size_bytes=job.size_bytes, content_sha256=job.content_sha256,
+                    source_path=job.source_path,
+                    origin=job.origin.value,
+                    settings_fingerprint=job.settings_fingerprint,
+                    status=JobStatus.FAILED.value,
+                    attempts=0,
+                    priority=0,
+                    created_at=db_now(),
+                    finished_at=db_now(),
+                    last_error_type=reason,
+                    last_error=message[:ERROR_TEXT_LIMIT],
+                    size_bytes=job.size_bytes,
+                    content_sha256=job.content_sha256,
                     job_key=None,
                 )
                 .returning(*JobRow.__table__.c)
@@ -512,8 +552,12 @@ class JobStore:
             connection.execute(
                 sa.update(JobRow)
                 .where(JobRow.id == job_id, JobRow.status == JobStatus.QUEUED.value)
-                .values(status=JobStatus.FAILED.value, finished_at=db_now(),
-                        last_error_type=reason, last_error=message[:ERROR_TEXT_LIMIT])
+                .values(
+                    status=JobStatus.FAILED.value,
+                    finished_at=db_now(),
+                    last_error_type=reason,
+                    last_error=message[:ERROR_TEXT_LIMIT],
+                )
             )
             return self._get(connection, job_id)
 
@@ -668,16 +712,23 @@ class JobStore:
             changed = connection.execute(
                 sa.update(JobRow)
                 .where(self._guard(job_id, token))
-                .values(status=JobStatus.DONE.value, finished_at=db_now(), lease_token=None,
-                        last_error=None, last_error_type=None, error_traceback=None, **result)
+                .values(
+                    status=JobStatus.DONE.value,
+                    finished_at=db_now(),
+                    lease_token=None,
+                    last_error=None,
+                    last_error_type=None,
+                    error_traceback=None,
+                    **result,
+                )
             ).rowcount
             if changed != 1:
                 return False
             outputs = commit_files()
             connection.execute(
-                sa.update(JobRow).where(JobRow.id == job_id).values(
-                    outputs=json.dumps(outputs, ensure_ascii=False)
-                )
+                sa.update(JobRow)
+                .where(JobRow.id == job_id)
+                .values(outputs=json.dumps(outputs, ensure_ascii=False))
             )
         return True
 
@@ -700,8 +751,10 @@ class JobStore:
             The new status, or None when the lease was lost.
         """
         with self._tx() as connection:
+            # FOR UPDATE (PostgreSQL; SQLite holds the write lock already): no claim can slip
+            # in between this read and the update below.
             row = connection.execute(
-                sa.select(JobRow.attempts).where(self._guard(job_id, token))
+                sa.select(JobRow.attempts).where(self._guard(job_id, token)).with_for_update()
             ).first()
             if row is None:
                 return None
@@ -720,7 +773,11 @@ class JobStore:
                 values.update(status=JobStatus.QUEUED.value, run_after=db_now(delay))
             else:
                 values.update(status=JobStatus.FAILED.value, finished_at=db_now())
-            connection.execute(sa.update(JobRow).where(self._guard(job_id, token)).values(**values))
+            changed = connection.execute(
+                sa.update(JobRow).where(self._guard(job_id, token)).values(**values)
+            ).rowcount
+        if changed != 1:
+            return None
         return JobStatus.QUEUED if again else JobStatus.FAILED
 
     def release(self, job_id: int, token: str, *, note: str) -> bool:
@@ -732,8 +789,11 @@ class JobStore:
                 .values(
                     status=JobStatus.QUEUED.value,
                     attempts=sa.case((JobRow.attempts > 0, JobRow.attempts - 1), else_=0),
-                    lease_token=None, lease_expires_at=None, lease_owner=None,
-                    last_error_type="interrupted", last_error=note,
+                    lease_token=None,
+                    lease_expires_at=None,
+                    lease_owner=None,
+                    last_error_type="interrupted",
+                    last_error=note,
                 )
             ).rowcount
         return changed == 1
@@ -758,7 +818,9 @@ class JobStore:
             ).first()
         return JobRecord.from_row(row) if row is not None else None
 
-    def list_jobs(self, status: JobStatus | None = None, limit: int | None = None) -> list[JobRecord]:
+    def list_jobs(
+        self, status: JobStatus | None = None, limit: int | None = None
+    ) -> list[JobRecord]:
         """Jobs, newest first, optionally of one status."""
         query = sa.select(*JobRow.__table__.c).order_by(JobRow.id.desc())
         if status is not None:
@@ -796,25 +858,53 @@ class JobStore:
 
     def retry(self, job_id: int | None = None, *, all_failed: bool = False) -> int:
         """Requeue failed (or cancelled) jobs; returns how many."""
-        condition = JobRow.status.in_([JobStatus.FAILED.value, JobStatus.CANCELLED.value])
+        condition: sa.ColumnElement[bool] = JobRow.status.in_(
+            [JobStatus.FAILED.value, JobStatus.CANCELLED.value]
+        )
         if not all_failed:
             condition = sa.and_(condition, JobRow.id == job_id)
         with self._tx() as connection:
             return connection.execute(
                 sa.update(JobRow)
                 .where(condition)
-                .values(status=JobStatus.QUEUED.value, attempts=0, run_after=None,
-                        finished_at=None, lease_token=None)
+                .values(
+                    status=JobStatus.QUEUED.value,
+                    attempts=0,
+                    run_after=None,
+                    finished_at=None,
+                    lease_token=None,
+                )
             ).rowcount
+
+    def relocate(self, job_id: int, old_source: str, new_source: str) -> JobRecord | None:
+        """Point a queued job at the new name of its recording (renamed inside uploads/).
+
+        Guarded by the state and the old name, so two scans that both notice the rename
+        change the row once. Returns the updated job, or None when nothing changed.
+        """
+        with self._tx() as connection:
+            changed = connection.execute(
+                sa.update(JobRow)
+                .where(
+                    JobRow.id == job_id,
+                    JobRow.source_path == old_source,
+                    JobRow.status == JobStatus.QUEUED.value,
+                )
+                .values(source_path=new_source)
+            ).rowcount
+            return self._get(connection, job_id) if changed == 1 else None
 
     def cancel(self, job_id: int) -> bool:
         """Cancel a queued job (a running one finishes first)."""
         with self._tx() as connection:
-            return connection.execute(
-                sa.update(JobRow)
-                .where(JobRow.id == job_id, JobRow.status == JobStatus.QUEUED.value)
-                .values(status=JobStatus.CANCELLED.value, finished_at=db_now())
-            ).rowcount == 1
+            return (
+                connection.execute(
+                    sa.update(JobRow)
+                    .where(JobRow.id == job_id, JobRow.status == JobStatus.QUEUED.value)
+                    .values(status=JobStatus.CANCELLED.value, finished_at=db_now())
+                ).rowcount
+                == 1
+            )
 
     def update_source(self, job_id: int, token: str, values: dict[str, Any]) -> bool:
         """Fill in identity columns for a row another program inserted with only a path.
@@ -835,8 +925,12 @@ class JobStore:
             connection.execute(
                 sa.update(JobRow)
                 .where(self._guard(job_id, token))
-                .values(status=JobStatus.CANCELLED.value, finished_at=db_now(), lease_token=None,
-                        last_error_type="duplicate",
-                        last_error="the same recording with the same settings is another job")
+                .values(
+                    status=JobStatus.CANCELLED.value,
+                    finished_at=db_now(),
+                    lease_token=None,
+                    last_error_type="duplicate",
+                    last_error="the same recording with the same settings is another job",
+                )
             )
         return False

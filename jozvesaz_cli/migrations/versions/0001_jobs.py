@@ -22,7 +22,9 @@ def upgrade() -> None:
     op.create_table(
         "jobs",
         sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            primary_key=True,
             autoincrement=True,
         ),
         sa.Column("job_key", sa.String(64), unique=True),
