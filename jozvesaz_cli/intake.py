@@ -22,9 +22,22 @@ from typing import Any
 from jozvesaz_cli.audio import check_input_file
 from jozvesaz_cli.config import Settings
 from jozvesaz_cli.errors import FailureReason, InputError
-from jozvesaz_cli.job_store import JobOrigin, JobRecord, JobStore, NewJob, sha256_text
+from jozvesaz_cli.job_store import (
+    JobOrigin,
+    JobRecord,
+    JobStatus,
+    JobStore,
+    NewJob,
+    sha256_text,
+)
 from jozvesaz_cli.profiles import Profile, find_profile, load_profile
-from jozvesaz_cli.storage import StorageLayout, display_path, hash_file, relative_upload_name
+from jozvesaz_cli.storage import (
+    StorageLayout,
+    display_path,
+    hash_file,
+    relative_upload_name,
+    resolve_upload,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -167,11 +180,40 @@ def offer_path(
     duration, problem = _declared_duration(path)
     job = NewJob(stored_name, origin, content, fingerprint, size, duration, values, profile)
     record, created = store.enqueue(job, force=force)
+    if not created and origin is JobOrigin.QUEUE:
+        record = _follow_rename(store, layout, record, stored_name)
     if problem is not None and created:
         record = store.mark_input_failed(
             record.id, problem.reason.value, f"{shown}: {problem.detail}"
         )
     return Intake(shown, record, created, problem)
+
+
+def _follow_rename(
+    store: JobStore, layout: StorageLayout, record: JobRecord, stored_name: str
+) -> JobRecord:
+    """A queued job whose recording was renamed inside uploads/ follows it to the new name.
+
+    Without this the job would keep the old name and fail with ``not_found`` while the same
+    recording sits in uploads/ under its new name (the identity found the job; the path is
+    only where to read it). When both names exist, the job keeps its first one.
+    """
+    if (
+        record.status is not JobStatus.QUEUED
+        or record.origin != JobOrigin.QUEUE.value
+        or record.source_path == stored_name
+    ):
+        return record
+    try:
+        if resolve_upload(layout.uploads, record.source_path).exists():
+            return record
+    except InputError:
+        pass
+    moved = store.relocate(record.id, record.source_path, stored_name)
+    if moved is None:
+        return record
+    logger.info("%s was renamed to %s; its job follows", record.source_path, stored_name)
+    return moved
 
 
 def course_profile(layout: StorageLayout, path: Path) -> Profile | None:
@@ -185,23 +227,51 @@ def course_profile(layout: StorageLayout, path: Path) -> Profile | None:
 
 
 def copy_into_uploads(source: Path, layout: StorageLayout) -> Path:
-    """Copy a file from outside into uploads/ atomically (temporary name, then rename)."""
+    """Copy a file from outside into uploads/ atomically (temporary name, then rename).
+
+    A file with the same name and content is reused, so concurrent ``enqueue`` calls of one
+    recording make one copy; a different file of the same name is never overwritten (the copy
+    gets a numbered name).
+    """
     target = layout.uploads / source.name
-    if target.exists() and hash_file(target) == hash_file(source):
+    digest = hash_file(source)
+    if _same_content(target, digest):
         return target
-    stem, suffix, counter = target.stem, target.suffix, 1
-    while target.exists():
-        target = layout.uploads / f"{stem} ({counter}){suffix}"
-        counter += 1
     handle, temp = tempfile.mkstemp(prefix=f".{source.name}.", suffix=".part", dir=layout.uploads)
     os.close(handle)
     try:
         shutil.copyfile(source, temp)
-        os.replace(temp, target)
+        shutil.copymode(source, temp)  # not mkstemp's 0600: other hosts' workers read it
+        stem, suffix, counter = target.stem, target.suffix, 1
+        while True:
+            if _publish_no_clobber(temp, target) or _same_content(target, digest):
+                return target
+            if target.exists():  # another file of that name: try the next free name
+                target = layout.uploads / f"{stem} ({counter}){suffix}"
+                counter += 1
     finally:
         if os.path.exists(temp):
             os.unlink(temp)
-    return target
+
+
+def _same_content(path: Path, digest: str) -> bool:
+    try:
+        return path.is_file() and hash_file(path) == digest
+    except FileNotFoundError:
+        return False
+
+
+def _publish_no_clobber(temp: str, target: Path) -> bool:
+    """Give the complete ``temp`` the name ``target`` unless that name exists; True if done."""
+    try:
+        os.link(temp, target)
+    except FileExistsError:
+        return False
+    except OSError:  # no hard links on this filesystem (some network shares)
+        if target.exists():
+            return False
+        os.replace(temp, target)
+    return True
 
 
 def scan_uploads(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,9 +87,24 @@ def display_path(path: Path | str) -> str:
     return raw.decode("utf-8", errors="backslashreplace")
 
 
+#: A byte that is not UTF-8, as ``display_path`` shows it.
+_ESCAPED_BYTE_RE = re.compile(r"\\x([89a-f][0-9a-f])")
+
+
 def fs_path(text: str) -> Path:
-    """The filesystem path for a UTF-8 name read back from the database or the command line."""
-    return Path(os.fsdecode(text.encode("utf-8", errors="surrogateescape")))
+    """The filesystem path for a UTF-8 name read back from the database or the command line.
+
+    The inverse of ``display_path``: a name whose bytes are not UTF-8 was stored with each such
+    byte as ``\\xNN``; when the name does not exist as written, those escapes are turned back
+    into the bytes, so the file is found again instead of failing as "no such file".
+    """
+    path = Path(os.fsdecode(text.encode("utf-8", errors="surrogateescape")))
+    if "\\x" in text and not os.path.lexists(path):
+        raw = _ESCAPED_BYTE_RE.sub(lambda m: chr(0xDC00 + int(m.group(1), 16)), text)
+        candidate = Path(os.fsdecode(raw.encode("utf-8", errors="surrogateescape")))
+        if os.path.lexists(candidate):
+            return candidate
+    return path
 
 
 def hash_file(path: Path) -> str:
