@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from jozvesaz_cli.transcript import Segment, Transcript, Word
@@ -35,6 +35,19 @@ SILENCE_HALLUCINATIONS = (
     "please subscribe",
     "ترجمه و زیرنویس",
     "زیرنویس",
+)
+#: Whole-segment fillers Whisper writes over silence and noise when VAD is off ("You").
+SILENCE_FILLERS = frozenset({"you", "thank you", "thanks", "bye", "so"})
+#: A filler is dropped only when the model itself thought the window held no speech.
+FILLER_NO_SPEECH_PROB = 0.6
+#: Whole words (up to 60 characters) said this many times back to back inside one segment
+#: are a loop ("we are we are we are we are we are..."), not emphasis.
+MIN_PHRASE_LOOP = 5
+_REPEATED_PHRASE_RE = re.compile(
+    r"(?<!\w)(?P<phrase>\w.{0,59}?)(?:[\s,.;:!?،؛]+(?P=phrase)(?!\w)){"
+    + str(MIN_PHRASE_LOOP - 1)
+    + ",}",
+    re.IGNORECASE,
 )
 
 
@@ -237,6 +250,11 @@ def _collect(
         )
         if progress is not None and duration_s > 0:
             progress(min(1.0, float(raw.end) / duration_s))
+        if duration_s and float(raw.start) >= duration_s:
+            # Without VAD the last, zero-padded window can yield text timed after the end of
+            # the recording (a 30 s hiss gave cues at 31-57 s): there is no audio to hear there.
+            logger.debug("dropped segment after the end of the audio: %r", raw.text)
+            continue
         yield Segment(
             start=float(raw.start),
             end=min(float(raw.end), duration_s) if duration_s else float(raw.end),
@@ -258,14 +276,16 @@ def suppress_repetition(segments: Sequence[Segment]) -> tuple[list[Segment], lis
     Whisper can fall into a loop that repeats one phrase with high confidence even with VAD
     on (faster-whisper #506); a speaker almost never says the same sentence three times in a
     row, so such a run is a loop, and the job gets a warning saying how much was removed.
+    The same holds inside one segment: a phrase said ``MIN_PHRASE_LOOP`` or more times back
+    to back is cut to one (its word timings are dropped, since they no longer match).
     """
     kept: list[Segment] = []
     dropped = 0
     index = 0
     while index < len(segments):
-        key = _normalised(segments[index].text)
+        key = _loop_key(segments[index].text)
         end = index + 1
-        while key and end < len(segments) and _normalised(segments[end].text) == key:
+        while key and end < len(segments) and _loop_key(segments[end].text) == key:
             end += 1
         run = segments[index:end]
         if len(run) > MAX_IDENTICAL_RUN:
@@ -277,16 +297,41 @@ def suppress_repetition(segments: Sequence[Segment]) -> tuple[list[Segment], lis
     warnings = (
         [f"repetition loop suppressed: {dropped} repeated segment(s) removed"] if dropped else []
     )
+    shortened = 0
+    for position, segment in enumerate(kept):
+        text = _REPEATED_PHRASE_RE.sub(r"\g<phrase>", segment.text)
+        if text != segment.text:
+            kept[position] = replace(segment, text=text, words=())
+            shortened += 1
+    if shortened:
+        warnings.append(
+            f"repetition loop suppressed: a repeated phrase cut in {shortened} segment(s)"
+        )
     return kept, warnings
 
 
+def _loop_key(text: str) -> str:
+    # Punctuation-only segments (". .", "...") loop too; compare them by their raw text.
+    return _normalised(text) or text.strip()
+
+
 def drop_silence_hallucinations(segments: Sequence[Segment]) -> list[Segment]:
-    """Remove credit-style phrases that the model was unsure were speech at all."""
+    """Remove what the model invents where nobody speaks.
+
+    Credit-style phrases the model was unsure were speech at all; lone fillers ("You") in a
+    window the model itself judged silent; and segments with no letters or digits at all
+    (". .", "..."), which are never speech.
+    """
+    phrases = tuple(_normalised(phrase) for phrase in SILENCE_HALLUCINATIONS)
     kept: list[Segment] = []
     for segment in segments:
         text = _normalised(segment.text)
-        invented = any(phrase in text for phrase in SILENCE_HALLUCINATIONS)
-        if invented and (segment.no_speech_prob > 0.3 or segment.avg_logprob < -0.8):
+        invented = any(phrase in text for phrase in phrases)
+        if (
+            not text
+            or (invented and (segment.no_speech_prob > 0.3 or segment.avg_logprob < -0.8))
+            or (text in SILENCE_FILLERS and segment.no_speech_prob > FILLER_NO_SPEECH_PROB)
+        ):
             logger.debug("dropped likely hallucination %r", segment.text)
             continue
         kept.append(segment)

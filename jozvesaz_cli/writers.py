@@ -540,9 +540,20 @@ def _check_base_name(base_name: str) -> None:
         raise ValueError(f"base name too long ({longest} > {MAX_NAME_BYTES} bytes with suffixes)")
 
 
+def _os_path(path: Path) -> bytes:
+    """``path`` as the bytes the file system sees: UTF-8 under any locale.
+
+    Result names are text («جلسه ۱-….srt»). Under ``LC_ALL=C`` Python would encode them as
+    ASCII and fail with UnicodeEncodeError (bug bank C06), so every file operation here gets
+    UTF-8 bytes instead; surrogate escapes (names read from disk under such a locale) turn
+    back into their original bytes. Under a UTF-8 locale this is exactly ``os.fsencode``.
+    """
+    return os.fspath(path).encode("utf-8", "surrogateescape")
+
+
 def _write_durably(path: Path, data: bytes) -> None:
     """Create ``path`` (it must not exist), write ``data``, flush and fsync it."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    fd = os.open(_os_path(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
         handle.flush()
@@ -552,7 +563,7 @@ def _write_durably(path: Path, data: bytes) -> None:
 def _fsync_dir(directory: Path) -> None:
     """Make renames in ``directory`` durable; not every platform can open a folder for this."""
     try:
-        fd = os.open(directory, os.O_RDONLY)
+        fd = os.open(_os_path(directory), os.O_RDONLY)
     except OSError:
         return
     try:
@@ -598,7 +609,7 @@ def stage_outputs(
     rendered = [
         (fmt, render(fmt, transcript, opts).encode("utf-8")) for fmt in _unique_formats(formats)
     ]
-    dest_dir.mkdir(parents=True, exist_ok=True)
+    os.makedirs(_os_path(dest_dir), exist_ok=True)
     staged: list[StagedFile] = []
     try:
         for fmt, data in rendered:
@@ -628,7 +639,7 @@ def commit_staged(staged: Sequence[StagedFile]) -> list[Path]:
     done: list[Path] = []
     try:
         for item in staged:
-            os.replace(item.temp_path, item.final_path)
+            os.replace(_os_path(item.temp_path), _os_path(item.final_path))
             done.append(item.final_path)
     except BaseException:
         discard_staged(staged[len(done) :])
@@ -646,7 +657,9 @@ def discard_staged(staged: Sequence[StagedFile]) -> None:
     """
     for item in staged:
         try:
-            item.temp_path.unlink(missing_ok=True)
+            os.unlink(_os_path(item.temp_path))
+        except FileNotFoundError:
+            pass
         except OSError as exc:
             logger.warning(
                 "could not remove temporary output %s: %s",
