@@ -481,7 +481,7 @@ class Runner:
             running.job.id,
             running.item.token,
             values,
-            lambda: [str(path) for path in commit_staged(staged)],
+            lambda: [str(path) for path in _commit_and_sweep(staged)],
         )
         self._running.pop(running.job.id, None)
         if not stored:
@@ -516,6 +516,9 @@ class Runner:
             max_attempts=self.settings.max_attempts,
         )
         display = self._display(job)
+        if status is None:  # fenced: another worker holds the job now; its outcome counts
+            logger.warning("%s: the lease was lost (another worker took the job)", display)
+            return
         if status is JobStatus.QUEUED:
             logger.warning(
                 "%s; retrying (attempt %d of %d)", message, job.attempts, self.settings.max_attempts
@@ -550,6 +553,36 @@ class Runner:
             )
             self._touched[job_id] = FileResult(running.item.display_name, "interrupted", job_id)
         self._running.clear()
+
+
+def _commit_and_sweep(staged: Sequence[Any]) -> list[Path]:
+    """Publish staged outputs, then remove stale temporary copies of the same results.
+
+    Runs inside ``JobStore.finish`` while this worker holds the job's lease, so any other
+    ``.<final name>.<token>.tmp`` beside a result belongs to a worker of the same job that lost
+    its lease (a drain-queue killed between its slot staging and publishing) and can never be
+    published.
+    """
+    from jozvesaz_cli.writers import is_temp_output
+
+    paths = commit_staged(staged)
+    prefixes: dict[Path, set[str]] = {}
+    for path in paths:
+        prefixes.setdefault(path.parent, set()).add(f".{path.name}.")
+    for folder, names in prefixes.items():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.startswith(tuple(names)) and is_temp_output(Path(entry.path)):
+                try:
+                    os.unlink(entry.path)
+                except OSError:
+                    pass
+                else:
+                    logger.info("removed stale temporary output %s", entry.path)
+    return paths
 
 
 def _staged(payload: dict[str, Any]) -> list[Any]:

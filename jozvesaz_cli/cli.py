@@ -42,9 +42,7 @@ ModelOpt = Annotated[
     typer.Option("--model", help="Model name, repo id or folder (TRANSCRIPTION_MODEL_NAME)."),
 ]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")]
-ComputeOpt = Annotated[
-    str | None, typer.Option("--compute-type", help="CTranslate2 compute type.")
-]
+ComputeOpt = Annotated[str | None, typer.Option("--compute-type", help="CTranslate2 compute type.")]
 LanguageOpt = Annotated[
     str | None, typer.Option("--language", help="Force a language (fa, en...).")
 ]
@@ -250,6 +248,7 @@ def transcribe(
     early: list[FileResult] = []
     run_ids: list[int] = []
     names: dict[int, str] = {}
+    duplicates: list[tuple[str, int]] = []
     for path in files:
         intake = offer_path(store, settings, path, origin=JobOrigin.CLI, layout=layout, force=force)
         job = intake.job
@@ -276,6 +275,11 @@ def transcribe(
         if job.status is JobStatus.RUNNING:
             early.append(FileResult.from_job(job, intake.path, "skipped"))
             continue
+        if job.id in names:
+            # The same recording twice in one batch (same content, same settings) is one job;
+            # this input is reported with that job's outcome instead of silently vanishing.
+            duplicates.append((intake.path, job.id))
+            continue
         run_ids.append(job.id)
         names[job.id] = intake.path
     report = RunReport()
@@ -283,8 +287,28 @@ def transcribe(
         report = _run(
             settings, store, layout, model_bytes, only_ids=run_ids, display_names=names, origin=None
         )
-    report.results = early + report.results
+    report.results = early + report.results + _duplicate_results(report.results, duplicates, names)
     _finish(report, as_json)
+
+
+def _duplicate_results(
+    results: list[Any], duplicates: list[tuple[str, int]], names: dict[int, str]
+) -> list[Any]:
+    """One entry per input that repeated a recording already in the batch (see transcribe)."""
+    from dataclasses import replace
+
+    by_job = {result.job_id: result for result in results}
+    entries = []
+    for shown, job_id in duplicates:
+        first = by_job.get(job_id)
+        if first is None:
+            continue
+        note = f"same recording as {names[job_id]}"
+        if first.status == "done":
+            entries.append(replace(first, path=shown, status="skipped", message=note))
+        else:
+            entries.append(replace(first, path=shown, message=f"{note}: {first.message}"))
+    return entries
 
 
 @app.command()
@@ -332,9 +356,7 @@ def enqueue(
 @app.command("drain-queue")
 @_exit_on_error
 def drain_queue(
-    max_jobs: Annotated[
-        int | None, typer.Option("--max-jobs", help="Stop after N jobs.")
-    ] = None,
+    max_jobs: Annotated[int | None, typer.Option("--max-jobs", help="Stop after N jobs.")] = None,
     max_runtime: Annotated[
         float | None,
         typer.Option("--max-runtime", help="Stop claiming after SECONDS; running jobs finish."),
@@ -351,24 +373,25 @@ def drain_queue(
 
     Example: */5 * * * * jozvesaz drain-queue --max-runtime 280
     """
-    from jozvesaz_cli.batch import RunReport
-    from jozvesaz_cli.console import render_summary
+    from jozvesaz_cli.batch import FileResult, RunReport
     from jozvesaz_cli.intake import offer_path, scan_uploads
     from jozvesaz_cli.job_store import JobOrigin
 
     settings = _settings(env_file, verbose, slots=slots)
     layout, store = _open(settings)
+    # Jobs this run fails before claiming (dead on their last attempt, unusable inputs found
+    # by the scan) count in its exit status: 1 when something failed.
+    early: list[FileResult] = []
     for job in store.fail_exhausted(settings.max_attempts):
         logger.warning("job %d (%s) failed: %s", job.id, job.source_path, job.last_error)
+        early.append(FileResult.from_job(job))
     if scan:
         for path in scan_uploads(layout, store.known_sources(), settle_s=settings.settle_s):
-            offer_path(store, settings, path, origin=JobOrigin.QUEUE, layout=layout)
+            intake = offer_path(store, settings, path, origin=JobOrigin.QUEUE, layout=layout)
+            if intake.error is not None and intake.created and intake.job is not None:
+                early.append(FileResult.from_job(intake.job, intake.path))
     if not store.has_claimable(settings.max_attempts):
-        report = RunReport()
-        if as_json:
-            _finish(report, as_json)
-        render_summary(report)
-        raise typer.Exit(int(ExitCode.OK))
+        _finish(RunReport(results=early), as_json)
     model_bytes = _prepare_model(settings)
     report = _run(
         settings,
@@ -379,6 +402,7 @@ def drain_queue(
         max_jobs=max_jobs,
         max_runtime_s=max_runtime,
     )
+    report.results = early + report.results
     _finish(report, as_json)
 
 

@@ -49,8 +49,9 @@ def setup_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     handler: logging.Handler
     if stderr_console.is_terminal:
-        handler = RichHandler(console=stderr_console, show_path=False, markup=False,
-                              rich_tracebacks=verbosity > 1)
+        handler = RichHandler(
+            console=stderr_console, show_path=False, markup=False, rich_tracebacks=verbosity > 1
+        )
         handler.setFormatter(logging.Formatter("%(message)s"))
     else:
         handler = logging.StreamHandler(sys.stderr)
@@ -158,7 +159,7 @@ class RichObserver:
 
 
 def _short(name: str, limit: int = 40) -> str:
-    return name if len(name) <= limit else "…" + name[-(limit - 1):]
+    return name if len(name) <= limit else "…" + name[-(limit - 1) :]
 
 
 def _result_line(result: FileResult) -> str:
@@ -172,12 +173,16 @@ def _result_line(result: FileResult) -> str:
 def render_summary(report: RunReport) -> None:
     """The end-of-run summary on stderr: counts, and one line per failed input."""
     counts = report.counts()
-    parts = [f"{counts[key]} {key}" for key in ("done", "skipped", "failed", "interrupted",
-                                                  "queued") if counts.get(key)]
+    parts = [
+        f"{counts[key]} {key}"
+        for key in ("done", "skipped", "failed", "interrupted", "queued")
+        if counts.get(key)
+    ]
     failed = [result for result in report.results if result.status == "failed"]
     for result in failed:
-        stderr_console.print(f"[red]failed[/] {_escape(result.message or result.path)} "
-                             f"[dim]({result.reason})[/]")
+        stderr_console.print(
+            f"[red]failed[/] {_escape(result.message or result.path)} [dim]({result.reason})[/]"
+        )
     warned = [result for result in report.results if result.warnings]
     for result in warned:
         for warning in result.warnings:
