@@ -28,10 +28,16 @@ IN_CI = bool(os.environ.get("CI"))
 POSTGRES_URL = os.environ.get("JOZVESAZ_TEST_DATABASE_URL", "")
 for _name in list(os.environ):
     if _name.startswith("JOZVESAZ_") or _name in (
-        "TRANSCRIPTION_MODEL_NAME", "TRANSCRIPTION_DEVICE_INDEX", "TRANSCRIPTION_COMPUTE_TYPE",
-        "TRANSCRIPTION_LOAD_IN_8BIT", "STORAGE_ROOT", "DATABASE_URL",
-        "MEMORY_MONITOR_INTERVAL_SECONDS", "MEMORY_MONITOR_RAM_RATIO",
-        "MEMORY_MONITOR_VRAM_RATIO", "ENABLE_MEMORY_MONITORING",
+        "TRANSCRIPTION_MODEL_NAME",
+        "TRANSCRIPTION_DEVICE_INDEX",
+        "TRANSCRIPTION_COMPUTE_TYPE",
+        "TRANSCRIPTION_LOAD_IN_8BIT",
+        "STORAGE_ROOT",
+        "DATABASE_URL",
+        "MEMORY_MONITOR_INTERVAL_SECONDS",
+        "MEMORY_MONITOR_RAM_RATIO",
+        "MEMORY_MONITOR_VRAM_RATIO",
+        "ENABLE_MEMORY_MONITORING",
     ):
         del os.environ[_name]
 
@@ -76,7 +82,9 @@ def settings_factory(tmp_path: Path) -> Callable[..., Any]:
 def _postgres_schema_url() -> Iterator[str]:
     if not POSTGRES_URL:
         if IN_CI:
-            pytest.fail("CI is set but JOZVESAZ_TEST_DATABASE_URL is not: PostgreSQL tests must run")
+            pytest.fail(
+                "CI is set but JOZVESAZ_TEST_DATABASE_URL is not: PostgreSQL tests must run"
+            )
         pytest.skip("set JOZVESAZ_TEST_DATABASE_URL to run the PostgreSQL variant")
     import sqlalchemy as sa
 
@@ -158,8 +166,11 @@ def _no_leaks() -> Iterator[None]:
         for child in alive:
             child.kill()
         assert not alive, f"child processes left behind: {[c.pid for c in alive]}"
-    threads = [t for t in threading.enumerate() if t.ident not in threads_before
-               and t.is_alive() and not t.daemon]
+    threads = [
+        t
+        for t in threading.enumerate()
+        if t.ident not in threads_before and t.is_alive() and not t.daemon
+    ]
     for thread in threads:
         thread.join(timeout=deadline)
     assert not [t for t in threads if t.is_alive()], f"threads left behind: {threads}"

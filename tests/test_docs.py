@@ -15,9 +15,20 @@ from jozvesaz_cli.errors import FailureReason
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")
-COMMANDS = ["transcribe", "enqueue", "drain-queue", "watch", "jobs list", "jobs show",
-            "jobs retry", "jobs cancel", "models list", "models pull", "models verify",
-            "models path"]
+COMMANDS = [
+    "transcribe",
+    "enqueue",
+    "drain-queue",
+    "watch",
+    "jobs list",
+    "jobs show",
+    "jobs retry",
+    "jobs cancel",
+    "models list",
+    "models pull",
+    "models verify",
+    "models path",
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -40,7 +51,9 @@ def test_every_failure_reason_is_documented(reason: str) -> None:
 
 def test_ci_runs_the_readme_test_command() -> None:
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
-    command = [line for line in ci.splitlines() if line and not line.startswith(("#", "set ", "cd "))][-1]
+    command = [
+        line for line in ci.splitlines() if line and not line.startswith(("#", "set ", "cd "))
+    ][-1]
     assert command == "bash tests/run.sh"
     assert f"\n{command}\n" in README
 

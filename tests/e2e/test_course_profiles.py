@@ -42,7 +42,11 @@ def test_profile_in_course_folder_applies_to_its_files_only(
     assert sorted(Path(p).suffix for p in persian_outputs) == [".md", ".txt"]
     assert all(Path(p).parent == storage / "results" / "course-a" for p in persian_outputs)
     assert sorted(Path(p).suffix for p in json.loads(english["outputs"])) == [
-        ".json", ".srt", ".txt", ".vtt"]
+        ".json",
+        ".srt",
+        ".txt",
+        ".vtt",
+    ]
     text = Path(next(p for p in persian_outputs if p.endswith(".txt"))).read_text("utf-8")
     assert "خوبه" not in text  # the profile's replacement dictionary applied
 

@@ -32,7 +32,12 @@ def run_cli(args: list[str], storage: Path, **env: str) -> subprocess.CompletedP
     }
     return subprocess.run(
         [sys.executable, "-m", "jozvesaz_cli", *args],
-        env=environment, capture_output=True, text=True, timeout=600, check=False, cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=REPO,
     )
 
 
@@ -54,8 +59,10 @@ def test_transcribe_jfk_offline_writes_every_format_and_a_done_row(
     assert all(Path(p).parent == storage / "results" for p in printed)
     reference = next(r for r in read_manifest() if r["file"] == "en/jfk.flac")
     text = Path(next(p for p in printed if p.endswith(".txt"))).read_text(encoding="utf-8")
-    assert wer(normalize_for_scoring(reference["reference_transcript"]),
-               normalize_for_scoring(text)) <= 0.05
+    assert (
+        wer(normalize_for_scoring(reference["reference_transcript"]), normalize_for_scoring(text))
+        <= 0.05
+    )
     data = json.loads(Path(next(p for p in printed if p.endswith(".json"))).read_text("utf-8"))
     assert data["language"] == "en" and data["model"] == "base" and data["segments"]
     srt = Path(next(p for p in printed if p.endswith(".srt"))).read_text(encoding="utf-8")
@@ -87,8 +94,13 @@ def make_bad_inputs(folder: Path) -> dict[str, Path]:
     empty.write_bytes(b"")
     notaudio = folder / "notaudio.mp3"
     notaudio.write_text("meeting notes, not audio\n", encoding="utf-8")
-    return {"good": good, "corrupt": corrupt, "empty": empty, "notaudio": notaudio,
-            "missing": folder / "missing.wav"}
+    return {
+        "good": good,
+        "corrupt": corrupt,
+        "empty": empty,
+        "notaudio": notaudio,
+        "missing": folder / "missing.wav",
+    }
 
 
 def test_transcribe_bad_inputs_fail_one_by_one(tiny_model_path: Path, tmp_path: Path) -> None:
@@ -96,7 +108,8 @@ def test_transcribe_bad_inputs_fail_one_by_one(tiny_model_path: Path, tmp_path: 
     files = make_bad_inputs(tmp_path / "in")
     order = ["good", "corrupt", "empty", "notaudio", "missing"]
     result = run_cli(
-        ["transcribe", "--json", *[str(files[name]) for name in order]], storage,
+        ["transcribe", "--json", *[str(files[name]) for name in order]],
+        storage,
         TRANSCRIPTION_MODEL_NAME="tiny.en",
     )
     assert result.returncode == 1, result.stderr
@@ -123,15 +136,24 @@ def test_transcribe_bad_inputs_fail_one_by_one(tiny_model_path: Path, tmp_path: 
 def test_transcribe_two_slots_load_twice_and_match_one_slot(
     tiny_model_path: Path, tmp_path: Path
 ) -> None:
-    names = ["en/goforward.wav", "en/LDC93S1.wav", "en/1272-128104-0000.flac",
-             "en/sense_and_sensibility_01_austen_64kb-0890.wav",
-             "en/vosk_test_10001-90210-01803.wav", "phone/LDC93S1_pcms16le_1_8000.wav"]
+    names = [
+        "en/goforward.wav",
+        "en/LDC93S1.wav",
+        "en/1272-128104-0000.flac",
+        "en/sense_and_sensibility_01_austen_64kb-0890.wav",
+        "en/vosk_test_10001-90210-01803.wav",
+        "phone/LDC93S1_pcms16le_1_8000.wav",
+    ]
     paths = [str(corpus_file(name)) for name in names]
     texts: dict[int, dict[str, str]] = {}
     for slots in (2, 1):
         storage = tmp_path / f"storage{slots}"
-        result = run_cli(["transcribe", "--json", "--format", "json", "-v", *paths], storage,
-                         TRANSCRIPTION_MODEL_NAME="tiny.en", JOZVESAZ_SLOTS=str(slots))
+        result = run_cli(
+            ["transcribe", "--json", "--format", "json", "-v", *paths],
+            storage,
+            TRANSCRIPTION_MODEL_NAME="tiny.en",
+            JOZVESAZ_SLOTS=str(slots),
+        )
         assert result.returncode == 0, result.stderr
         summary = json.loads(result.stdout)
         assert summary["model_loads"] == slots
@@ -150,8 +172,11 @@ def test_transcribe_two_slots_load_twice_and_match_one_slot(
 def test_transcribe_wer_equals_direct_faster_whisper(base_model_path: Path, tmp_path: Path) -> None:
     from faster_whisper import WhisperModel
 
-    english = [r for r in read_manifest()
-               if r["language"] == "en" and r["reference_transcript"] and r["file"].startswith("en/")]
+    english = [
+        r
+        for r in read_manifest()
+        if r["language"] == "en" and r["reference_transcript"] and r["file"].startswith("en/")
+    ]
     paths = [str(corpus_file(r["file"])) for r in english]
     storage = tmp_path / "storage"
     result = run_cli(["transcribe", "--json", "--format", "json", *paths], storage)

@@ -21,6 +21,7 @@ from jozvesaz_cli.job_store import JobOrigin, JobStatus, JobStore
 from jozvesaz_cli.storage import StorageLayout
 from tests.fakes import scripted_factory
 from tests.fixtures_audio import make_noise_wav as make_wav
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -54,16 +55,6 @@ def run(settings: Any, store: JobStore, layout: StorageLayout, ids: list[int]) -
     return runner.run()
 
 
-def wait_for(predicate: Callable[[], Any], timeout_s: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 def test_pool_runs_two_slots_at_once(setup: Callable[..., Any]) -> None:
     settings, store, layout, ids = setup([f"slow{i}.wav" for i in range(4)])
     started = time.monotonic()
@@ -90,7 +81,7 @@ def test_pool_sigkill_mid_file_retries_and_finishes(setup: Callable[..., Any]) -
                     return job
             return None
 
-        job = wait_for(running_with_pid)
+        job = wait_for(running_with_pid, 30.0)
         time.sleep(0.5)  # in the middle of the file
         victim["job"] = job.id
         os.kill(job.worker_pid, signal.SIGKILL)
@@ -129,7 +120,7 @@ def test_pool_sigterm_is_warm_then_next_run_completes(setup: Callable[..., Any])
     settings, store, layout, ids = setup([f"slow{i}.wav" for i in range(4)], grace_s=60)
 
     def terminate_when_busy() -> None:
-        wait_for(lambda: len(store.list_jobs(JobStatus.RUNNING)) == 2)
+        wait_for(lambda: len(store.list_jobs(JobStatus.RUNNING)) == 2, 30.0)
         os.kill(os.getpid(), signal.SIGTERM)
 
     thread = threading.Thread(target=terminate_when_busy)
@@ -157,7 +148,7 @@ def test_pool_second_signal_is_cold_and_requeues_without_using_attempts(
     settings, store, layout, ids = setup(["slow0.wav", "slow1.wav"], grace_s=60)
 
     def terminate_twice() -> None:
-        wait_for(lambda: len(store.list_jobs(JobStatus.RUNNING)) == 2)
+        wait_for(lambda: len(store.list_jobs(JobStatus.RUNNING)) == 2, 30.0)
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(0.3)
         os.kill(os.getpid(), signal.SIGINT)
@@ -211,7 +202,7 @@ def test_runner_holds_files_while_memory_is_over_the_ratio(setup: Callable[..., 
             notes.append(text)
 
     def release_memory() -> None:
-        wait_for(lambda: any("holding" in n for n in notes))
+        wait_for(lambda: any("holding" in n for n in notes), 30.0)
         time.sleep(1.0)
         assert not [n for n in notes if n.startswith("started")]  # held, not started
         reader.used_ratio = 0.5

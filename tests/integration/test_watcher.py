@@ -27,6 +27,7 @@ from jozvesaz_cli.job_store import JobOrigin, JobRecord, JobStatus, JobStore
 from jozvesaz_cli.storage import StorageLayout
 from jozvesaz_cli.watcher import InboxWatcher, WatchError
 from tests.fixtures_audio import make_noise_wav
+from tests.polling import wait_for
 
 SETTLE_S = 0.3
 LINUX = sys.platform.startswith("linux")
@@ -72,16 +73,6 @@ def inbox(settings_factory: Callable[..., Any], tmp_path: Path) -> Callable[...,
         return Inbox(settings, JobStore(settings.resolved_database_url), layout)
 
     return make
-
-
-def wait_for(predicate: Callable[[], Any], timeout_s: float = 15.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what or predicate}")
 
 
 def audio(tmp_path: Path, name: str, seconds: float = 1.0, seed: int = 0) -> bytes:
