@@ -31,7 +31,8 @@ python3.11 -m venv .venv
 .venv/bin/ruff check jozvesaz_cli tests bench
 .venv/bin/mypy
 set +e
-.venv/bin/pytest -m "" -p no:cacheprovider "$@"
+# The JUnit report keeps the figures tests record (peak memory, RSS over 300 files) with the run.
+.venv/bin/pytest -m "" -p no:cacheprovider --junitxml=tests/artifacts/junit.xml "$@"
 status=$?
 set -e
 # pytest exits 5 when nothing was collected: that is a broken suite, not a pass.

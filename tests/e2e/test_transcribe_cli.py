@@ -169,7 +169,9 @@ def test_transcribe_two_slots_load_twice_and_match_one_slot(
     assert texts[2] == texts[1]
 
 
-def test_transcribe_wer_equals_direct_faster_whisper(base_model_path: Path, tmp_path: Path) -> None:
+def test_transcribe_wer_equals_direct_faster_whisper(
+    base_model_path: Path, tmp_path: Path, record_property: pytest.RecordProperty
+) -> None:
     from faster_whisper import WhisperModel
 
     english = [
@@ -195,4 +197,6 @@ def test_transcribe_wer_equals_direct_faster_whisper(base_model_path: Path, tmp_
     ours_wer = wer(refs, [normalize_for_scoring(ours[n]) for n in names])
     direct_wer = wer(refs, [normalize_for_scoring(direct[n]) for n in names])
     print(f"English corpus WER: jozvesaz {ours_wer:.4f}, faster-whisper direct {direct_wer:.4f}")
+    record_property("en_wer_jozvesaz", round(ours_wer, 4))
+    record_property("en_wer_direct", round(direct_wer, 4))
     assert abs(ours_wer - direct_wer) <= 0.01
