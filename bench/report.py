@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,9 +42,17 @@ def write_atomic(path: Path, data: bytes) -> None:
     os.replace(temporary, path)
 
 
+def strip_local_paths(text: str, checkout: Path, home: Path) -> str:
+    """The report names files relative to the checkout (``./``) and the home folder (``~/``),
+    so a committed result says nothing about the machine's own folders."""
+    text = text.replace(f"{checkout}/", "./").replace(f"{home}/", "~/")
+    return re.sub(r"/tmp/tmp\w+", "/tmp/<temporary>", text)
+
+
 def write_json(report: dict[str, object], path: Path) -> None:
-    """The complete report, UTF-8, indented for diffs."""
+    """The complete report, UTF-8, indented for diffs, without the machine's own paths."""
     text = json.dumps(report, ensure_ascii=False, indent=2, default=str) + "\n"
+    text = strip_local_paths(text, Path(__file__).resolve().parents[1], Path.home())
     write_atomic(path, text.encode("utf-8"))
 
 
