@@ -531,6 +531,11 @@ def jobs_retry(
     _, store = _open(settings)
     count = store.retry(job_id, all_failed=all_failed)
     print_note(f"requeued {count} job(s)")
+    if count:
+        print_note(
+            "jobs of uploads/ run on the next drain-queue or watch; jobs of `jozvesaz "
+            "transcribe FILE` run when that command is given the file again"
+        )
     raise typer.Exit(int(ExitCode.OK if count or all_failed else ExitCode.PARTIAL))
 
 

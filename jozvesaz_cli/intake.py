@@ -182,7 +182,9 @@ def offer_path(
     record, created = store.enqueue(job, force=force)
     if not created and origin is JobOrigin.QUEUE:
         record = _follow_rename(store, layout, record, stored_name)
-    if problem is not None and created:
+    if problem is not None and record.status is JobStatus.QUEUED:
+        # A queued job (new, or requeued by `jobs retry`) whose file is still unusable fails
+        # now with its reason; left queued, no run would ever take it.
         record = store.mark_input_failed(
             record.id, problem.reason.value, f"{shown}: {problem.detail}"
         )

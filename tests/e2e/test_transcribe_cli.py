@@ -133,6 +133,29 @@ def test_transcribe_bad_inputs_fail_one_by_one(tiny_model_path: Path, tmp_path: 
     assert not [p for p in results.iterdir() if p.name.startswith(".")]
 
 
+def test_transcribe_fails_a_retried_unusable_file_again_instead_of_leaving_it_queued(
+    tiny_model_path: Path, tmp_path: Path
+) -> None:
+    """`jobs retry` requeues a failed job; giving `transcribe` the still-unusable file again
+    fails that same job with its reason (exit 1), rather than reporting it queued forever."""
+    storage = tmp_path / "storage"
+    notaudio = make_bad_inputs(tmp_path / "in")["notaudio"]
+    first = run_cli(["transcribe", str(notaudio)], storage, TRANSCRIPTION_MODEL_NAME="tiny.en")
+    assert first.returncode == 1, first.stderr
+    [job] = rows(storage)
+    retried = run_cli(["jobs", "retry", str(job["id"])], storage)
+    assert retried.returncode == 0, retried.stderr
+    assert "run when that command is given the file again" in retried.stderr
+    assert [row["status"] for row in rows(storage)] == ["queued"]
+    again = run_cli(
+        ["transcribe", "--json", str(notaudio)], storage, TRANSCRIPTION_MODEL_NAME="tiny.en"
+    )
+    assert again.returncode == 1, again.stderr
+    [entry] = json.loads(again.stdout)["files"]
+    assert (entry["status"], entry["reason"]) == ("failed", job["last_error_type"])
+    assert [(row["id"], row["status"]) for row in rows(storage)] == [(job["id"], "failed")]
+
+
 def test_transcribe_two_slots_load_twice_and_match_one_slot(
     tiny_model_path: Path, tmp_path: Path
 ) -> None:
