@@ -26,6 +26,7 @@ import pytest
 
 from jozvesaz_cli.memory_guard import estimate_need_bytes
 from tests.bugbank.bank import base_env, job_rows, result_files, rows_by_name, run_cli
+from tests.e2e.test_watch import INTERRUPTED, Watch, cli_env, rows
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
@@ -231,4 +232,48 @@ def test_c07_pool_memory_stays_flat_over_300_files(
     print(f"C07 creep: combined RSS {first:.0f} MB after 50 files, {last:.0f} MB after 300")
     record_property("c07_rss_after_50_mb", round(first))
     record_property("c07_rss_after_300_mb", round(last))
+    assert last - first <= 100, (first, last)
+
+
+@pytest.mark.timeout(600)
+def test_c07_watch_memory_stays_flat_over_300_files(
+    tiny_model_path: Path,
+    speech: dict[str, Path],
+    tmp_path: Path,
+    record_property: pytest.RecordProperty,
+) -> None:
+    """C07 (b) as a service: ``jozvesaz watch`` (observer, queue and pool in one long-lived
+    process tree) takes 300 different recordings moved into ``uploads/``; all are done, and the
+    combined RSS of the tree after 300 files is within +100 MB of the value after 50."""
+    clips = _make_clips(tmp_path / "clips", speech["speech.wav"], CREEP_FILES)
+    storage = tmp_path / "storage"
+    uploads = storage / "uploads"
+    uploads.mkdir(parents=True)
+    env = cli_env(storage, JOZVESAZ_FORMATS="txt", JOZVESAZ_BEAM_SIZE="1", JOZVESAZ_SETTLE_S="0.5")
+
+    def done() -> int:
+        return sum(1 for row in rows(storage) if row["status"] == "done")
+
+    at: dict[int, int] = {}
+    with Watch(storage, tmp_path / "logs", [], env) as watch:
+        assert watch.process is not None
+        with RssSampler(watch.process.pid) as sampler:
+            for clip in clips:
+                os.replace(clip, uploads / clip.name)  # the usual "moved into place"
+            deadline = time.monotonic() + 540
+            while time.monotonic() < deadline and done() < CREEP_FILES:
+                assert watch.process.poll() is None, watch.log
+                count = done()
+                if sampler.total_bytes and count >= 50 and 50 not in at:
+                    at[50] = sampler.total_bytes
+                if sampler.total_bytes and count >= CREEP_FILES - 5 and CREEP_FILES not in at:
+                    at[CREEP_FILES] = sampler.total_bytes
+                time.sleep(0.2)
+            assert done() == CREEP_FILES, watch.log
+        assert watch.stop() == INTERRUPTED, watch.log
+    assert len(rows(storage)) == CREEP_FILES
+    first, last = at[50] / MB, at[CREEP_FILES] / MB
+    print(f"C07 watch creep: combined RSS {first:.0f} MB after 50 files, {last:.0f} MB after 300")
+    record_property("c07_watch_rss_after_50_mb", round(first))
+    record_property("c07_watch_rss_after_300_mb", round(last))
     assert last - first <= 100, (first, last)
