@@ -9,6 +9,7 @@ start, and publishes a slot's staged outputs only while the job's lease is still
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -16,7 +17,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
@@ -34,6 +35,16 @@ from jozvesaz_cli.writers import RenderOptions, commit_staged, discard_staged, r
 logger = logging.getLogger(__name__)
 
 LOOP_WAIT_S = 0.25
+
+
+def recording_date(path: Path) -> str:
+    """The day shown in the notes header: the recording file's modification day (UTC), which
+    is when it was recorded or uploaded; empty when the file cannot be read."""
+    try:
+        stamp = path.stat().st_mtime
+    except OSError:
+        return ""
+    return dt.datetime.fromtimestamp(stamp, tz=dt.timezone.utc).date().isoformat()
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,7 +401,7 @@ class Runner:
             base_name=result_base_name(Path(display).name, job.job_key or job.content_sha256 or ""),
             formats=tuple(formats),
             options=self._options.with_values(stored),
-            render=self._render,
+            render=replace(self._render, created_at=recording_date(source)),
             max_audio_s=self.settings.max_audio_s,
             replacements=tuple(sorted(replacements.items())),
         )

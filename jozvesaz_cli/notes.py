@@ -243,6 +243,12 @@ def _part_title(labels: _Labels, section: Section, transcript: Transcript, digit
     return f"{labels.part} {number}"
 
 
+def _title(transcript: Transcript) -> str:
+    """The recording's file name: notes are shared, and the folder it came from is nobody's
+    business (nor readable in a heading)."""
+    return transcript.source_name.rsplit("/", 1)[-1] or transcript.source_name
+
+
 def _header_rows(transcript: Transcript, opts: RenderOptions) -> list[tuple[str, str]]:
     labels = _labels_for(transcript.language)
     rows: list[tuple[str, str]] = []
@@ -287,7 +293,7 @@ def render_markdown(transcript: Transcript, opts: RenderOptions) -> str:
         one part.
     """
     labels = _labels_for(transcript.language)
-    lines = [f"# {escape_markdown(transcript.source_name)}", ""]
+    lines = [f"# {escape_markdown(_title(transcript))}", ""]
     lines += [
         f"- **{name}:** {escape_markdown(value)}" for name, value in _header_rows(transcript, opts)
     ]
@@ -384,13 +390,13 @@ def render_html(transcript: Transcript, opts: RenderOptions) -> str:
         '<meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         '<meta name="generator" content="jozvesaz">',
-        f"<title>{esc(transcript.source_name)} — {esc(labels.notes)}</title>",
+        f"<title>{esc(_title(transcript))} — {esc(labels.notes)}</title>",
         f"<style>\n{_CSS}</style>",
         "</head>",
         "<body>",
         "<main>",
         "<header>",
-        f'<h1 dir="auto">{esc(transcript.source_name)}</h1>',
+        f'<h1 dir="auto">{esc(_title(transcript))}</h1>',
         '<dl class="meta">',
     ]
     out += [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import sqlite3
@@ -49,6 +50,13 @@ def test_profile_in_course_folder_applies_to_its_files_only(
     ]
     text = Path(next(p for p in persian_outputs if p.endswith(".txt"))).read_text("utf-8")
     assert "خوبه" not in text  # the profile's replacement dictionary applied
+    notes = Path(next(p for p in persian_outputs if p.endswith(".md"))).read_text("utf-8")
+    recorded = dt.datetime.fromtimestamp(
+        (course / "Ardalan01.mp3").stat().st_mtime, tz=dt.timezone.utc
+    ).date()
+    # The header names the file (not its folder) and the recording's day.
+    assert notes.startswith("# Ardalan01.mp3\n"), notes[:80]
+    assert f"- **تاریخ:** {recorded.isoformat()}" in notes, notes[:300]
 
 
 def test_language_guard_keeps_detection_inside_the_allowed_set(
