@@ -523,7 +523,25 @@ class JobStore:
         )
 
     def record_failure(self, job: NewJob, reason: str, message: str) -> JobRecord:
-        """Record an input that failed before it could be queued (missing, not a file)."""
+        """Record an input that failed before it could be queued (missing, not a file).
+
+        The failure lands on the input's queued job when it has one (requeued by ``jobs
+        retry``): left queued, no run would ever take it. Otherwise it is a new failed row.
+        """
+        with self._tx() as connection:
+            queued = connection.execute(
+                sa.select(JobRow.id)
+                .where(
+                    JobRow.source_path == job.source_path,
+                    JobRow.origin == job.origin.value,
+                    JobRow.settings_fingerprint == job.settings_fingerprint,
+                    JobRow.status == JobStatus.QUEUED.value,
+                )
+                .order_by(JobRow.id)
+                .limit(1)
+            ).first()
+        if queued is not None:
+            return self.mark_input_failed(queued[0], reason, message)
         with self._tx() as connection:
             row = connection.execute(
                 sa.insert(JobRow)

@@ -419,6 +419,22 @@ def test_transient_failure_retries_with_growing_backoff_on_the_db_clock(store: J
     assert record.finished_at is not None
 
 
+def test_record_failure_fails_the_requeued_job_of_the_same_input(store: JobStore) -> None:
+    """An input that fails before it has content (missing, empty) and whose failed job was
+    requeued by `jobs retry` fails that job again, rather than leaving it queued beside a new
+    failed row."""
+    missing = NewJob("/in/nope.wav", JobOrigin.CLI, None, FINGERPRINT)
+    first = store.record_failure(missing, "not_found", "nope.wav: no such file")
+    assert store.retry(first.id) == 1
+    again = store.record_failure(missing, "not_found", "nope.wav: no such file")
+    assert (again.id, again.status, again.last_error_type) == (
+        first.id,
+        JobStatus.FAILED,
+        "not_found",
+    )
+    assert [job.id for job in store.list_jobs()] == [first.id]
+
+
 def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
     for attempt in range(1, 12):
         base = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1))
