@@ -1,7 +1,7 @@
 """Builds the benchmark's workload from the shared corpus: a batch of short files and a long set.
 
 The corpus holds about two dozen real recordings with references, most of them a few seconds
-long. The issue asks for what users feed a batch transcriber: a *batch* of at least 30 files of
+long. Users feed a batch transcriber a *batch* of at least 30 files of
 mixed length, format and language, and a *long* set of lectures of 10 minutes or more. So:
 
 - the batch is every corpus file that has a reference, copied under a unique name, plus at
@@ -313,7 +313,7 @@ def build_workload(corpus_dir: Path, workload_dir: Path, *, quick: bool, seed: i
         seed: seeds pause lengths and clip order, so runs are comparable.
 
     Raises:
-        ValueError: the corpus cannot fill the sets the issue asks for.
+        ValueError: the corpus cannot fill the sets the benchmark needs.
     """
     entries = read_corpus(corpus_dir)
     for sub in ("batch", "long"):

@@ -1,6 +1,6 @@
 """faster-whisper called directly, in one of three configurations: the benchmark's reference.
 
-The issue asks for the best a user could get from faster-whisper without jozvesaz, so the
+The reference is the best a user could get from faster-whisper without jozvesaz, so the
 benchmark tries the three shapes that matter on a CPU and keeps the fastest:
 
 - ``threads``: one process, one model with every core as an intra-op thread, files in sequence

@@ -108,10 +108,12 @@ def results_table(summary: JsonDict) -> list[str]:
 
 
 def _targets_table(targets: Sequence[JsonDict]) -> list[str]:
-    """Issue 6's targets: measured value, target, met, gap."""
+    """The targets: measured value, target, met, gap; informational rows have no target."""
     lines = ["| target | measured | target | met | gap |", "|---|---|---|---|---|"]
     for row in targets:
         met = {True: "yes", False: "**no**", None: "not measured"}[row["met"]]
+        if row.get("info"):
+            met = "(for comparison)"
         cells = [row["name"], _fmt(row["measured"], 3), _fmt(row["target"], 2), met]
         cells.append(_fmt(row["gap"], 3))
         lines.append("| " + " | ".join(cells) + " |")
@@ -174,7 +176,7 @@ def render_markdown(report: JsonDict, chart_name: str) -> str:
         samples = ", ".join(f"{s:.2f}" for s in timing["samples_s"]) or timing.get("error", "")
         lines.append(f"| {tool} | {_fmt(timing['median_s'], 3)} | {samples} |")
     if report["targets"]:
-        lines += ["", "## Targets of issue 6", ""]
+        lines += ["", "## Targets", ""]
         if options["quick"]:
             lines += [
                 "Quick workload: start-up dominates, so these say nothing about the targets.",

@@ -10,7 +10,7 @@ Key decisions, and why:
 
 - **Counted, not declared, length.** Samples are counted as they come out of the resampler and
   decoding stops the moment the count passes ``max_audio_s``. Headers can lie about duration and
-  sample rate, and a 25 MB low-bitrate file can decode to gigabytes (issue 3, bug bank C07).
+  sample rate, and a 25 MB low-bitrate file can decode to gigabytes (bug bank C07).
 - **Our own downmix.** Channels are kept through resampling (packed float, original layout) and
   mixed here, in blocks of about 10 s, averaging only the channels that carry signal. FFmpeg's
   downmix to 16-bit mono, which faster-whisper's own ``decode_audio`` uses, normalises the 5.1
