@@ -115,7 +115,7 @@ class Settings(BaseSettings):
     word_timestamps: bool = Field(False, description="Add per-word timings to the JSON output.")
     vad_filter: bool = Field(True, description="Skip silence with voice-activity detection.")
     batched_min_audio_s: float = Field(
-        180.0, ge=0, description="Recordings at least this long use the batched pipeline."
+        0.0, ge=0, description="Recordings at least this long use the batched pipeline."
     )
     batch_size: int = Field(8, ge=1, le=64, description="Batch size of the batched pipeline.")
     max_audio_s: float = Field(

@@ -184,6 +184,17 @@ def test_suppress_repetition_cuts_a_phrase_looping_inside_one_segment() -> None:
     assert suppress_repetition(_segments("The quick brown fox.", "Jumps."))[1] == []
 
 
+def test_suppress_repetition_cuts_a_hyphen_joined_token_loop() -> None:
+    """C04: the batched pipeline can spell a loop as one hyphen-joined token ("1-0-0-0-...",
+    seen on a spoken digit string); it is cut like a spaced one, while a hyphenated word or
+    a short spelled number stays as it is."""
+    looping = "The code is 1-" + "-".join(["0"] * 40) + "."
+    kept, warnings = suppress_repetition(_segments(looping, "a well-known re-run", "9-1-1"))
+    assert kept[0].text == "The code is 1-0."
+    assert [s.text for s in kept[1:]] == ["a well-known re-run", "9-1-1"]
+    assert warnings == ["repetition loop suppressed: a repeated phrase cut in 1 segment(s)"]
+
+
 def test_drop_silence_hallucinations_removes_invented_text_only() -> None:
     """C04: credit phrases the model doubted, a lone "You" the model itself judged silent,
     and punctuation-only segments are removed; the same words with speech evidence stay."""

@@ -43,7 +43,7 @@ def _outputs(run: CliRun) -> dict[str, Path]:
 
 
 def _cue_lines(path: Path) -> list[str]:
-    return [line for cue in parse_cues(path) for line in cue.text.splitlines()]
+    return [line for cue in parse_cues(path) for line in cue.lines]
 
 
 def test_c19_persian_subtitles_are_valid_utf8_in_logical_order(
