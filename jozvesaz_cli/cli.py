@@ -86,12 +86,21 @@ def _exit_on_error(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+#: Flags whose name is not the settings field's, so a bad value is reported by the flag typed.
+_FLAGS = {
+    "model_name": "--model",
+    "formats": "--format",
+    "vad_filter": "--vad",
+    "watch_polling": "--poll",
+}
+
+
 def _settings(env_file: Path | None, verbose: int, **overrides: Any) -> Any:
     from jozvesaz_cli.config import load_settings
     from jozvesaz_cli.console import setup_logging
 
     setup_logging(verbose)
-    settings = load_settings(overrides, env_file=env_file)
+    settings = load_settings(overrides, env_file=env_file, flags=_FLAGS)
     logger.debug("settings: %s", _safe_settings(settings))
     return settings
 
@@ -530,6 +539,11 @@ def jobs_retry(
     settings = _settings(env_file, verbose)
     _, store = _open(settings)
     count = store.retry(job_id, all_failed=all_failed)
+    if job_id is not None and not all_failed and count == 0:
+        job = store.get(job_id)  # an unknown id is a usage error (exit 2)
+        status = job.status.value
+        print_note(f"job {job_id} is {status}: only failed or cancelled jobs are requeued")
+        return
     print_note(f"requeued {count} job(s)")
     if count:
         print_note(

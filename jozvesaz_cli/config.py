@@ -7,8 +7,10 @@ their exact spelling without a prefix (``TRANSCRIPTION_MODEL_NAME``, ``STORAGE_R
 setting jozvesaz adds is ``JOZVESAZ_<FIELD>``. This is the only module that reads ``os.environ``.
 """
 
+import difflib
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -338,24 +340,38 @@ def env_names() -> dict[str, str]:
 
 
 def _unknown_prefixed_keys(env_file: Path | None) -> list[str]:
-    known = {name for name in env_names().values() if name.startswith(ENV_PREFIX)}
-    keys = [key for key in os.environ if key.upper().startswith(ENV_PREFIX)]
+    """Describe each unknown ``JOZVESAZ_*`` name: where it was set and the nearest valid name.
+
+    A typo in a setting would otherwise be ignored silently and the default used instead.
+    """
+    known = sorted(name for name in env_names().values() if name.startswith(ENV_PREFIX))
+    found = {key: "the environment" for key in os.environ if key.upper().startswith(ENV_PREFIX)}
     if env_file is not None and env_file.is_file():
         for line in env_file.read_text(encoding="utf-8", errors="replace").splitlines():
             key = line.split("=", 1)[0].strip().removeprefix("export ").strip()
             if key.upper().startswith(ENV_PREFIX) and "=" in line:
-                keys.append(key)
-    return sorted({key for key in keys if key.upper() not in known})
+                found.setdefault(key, str(env_file))
+    described = []
+    for key in sorted(found):
+        if key.upper() in known:
+            continue
+        near = difflib.get_close_matches(key.upper(), known, n=1, cutoff=0.75)
+        guess = f", did you mean {near[0]}?" if near else ""
+        described.append(f"{key} (set in {found[key]}{guess})")
+    return described
 
 
-def _explain(error: dict[str, Any], overrides: dict[str, Any]) -> str:
+def _explain(error: dict[str, Any], overrides: dict[str, Any], flags: Mapping[str, str]) -> str:
     loc = str(error["loc"][0]) if error.get("loc") else ""
     field = (
         loc
         if loc in Settings.model_fields
         else next((name for name, env in env_names().items() if env.lower() == loc.lower()), loc)
     )
-    where = f"--{field.replace('_', '-')}" if field in overrides else env_names().get(field, loc)
+    if field in overrides:
+        where = flags.get(field, f"--{field.replace('_', '-')}")
+    else:
+        where = env_names().get(field, loc)
     if not loc:
         return str(error.get("msg", "invalid settings")).removeprefix("Value error, ")
     value = error.get("input")
@@ -367,13 +383,18 @@ def _explain(error: dict[str, Any], overrides: dict[str, Any]) -> str:
 
 
 def load_settings(
-    overrides: dict[str, Any] | None = None, *, env_file: Path | None = None
+    overrides: dict[str, Any] | None = None,
+    *,
+    env_file: Path | None = None,
+    flags: Mapping[str, str] | None = None,
 ) -> Settings:
     """Build the settings once, from defaults, ``.env``, the environment and ``overrides``.
 
     Args:
         overrides: values given on the command line, by field name (None entries are ignored).
         env_file: the ``.env`` file to read; default ``./.env``.
+        flags: the command-line flag of each override whose flag is not ``--field-name``, so
+            an error names what the user typed.
 
     Raises:
         ConfigError: a value is invalid or a ``JOZVESAZ_*`` name is unknown; the message names
@@ -386,11 +407,11 @@ def load_settings(
     unknown = _unknown_prefixed_keys(path)
     if unknown:
         raise ConfigError(
-            f"unknown setting {', '.join(unknown)}",
+            f"unknown setting {'; '.join(unknown)}",
             hint="see the settings table in README.md for the valid JOZVESAZ_* names",
         )
     try:
         return Settings(_env_file=path, **given)  # type: ignore[call-arg]
     except ValidationError as exc:
-        lines = [_explain(dict(err), given) for err in exc.errors()]
+        lines = [_explain(dict(err), given, flags or {}) for err in exc.errors()]
         raise ConfigError("; ".join(lines)) from None

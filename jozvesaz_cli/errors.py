@@ -91,6 +91,12 @@ class JobStateError(JozvesazError):
     """The job is no longer in the state this worker expected; another worker owns it."""
 
 
+class UnknownJobError(JobStateError):
+    """No job has the id the user gave: a usage error, not a broken environment."""
+
+    exit_code = ExitCode.USAGE
+
+
 class InputError(JozvesazError):
     """The input file cannot be transcribed."""
 

@@ -33,7 +33,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import FunctionElement
 
-from jozvesaz_cli.errors import JobStateError, StoreUnavailableError
+from jozvesaz_cli.errors import StoreUnavailableError, UnknownJobError
 from jozvesaz_cli.storage import is_network_filesystem
 
 logger = logging.getLogger(__name__)
@@ -820,7 +820,9 @@ class JobStore:
     def _get(self, connection: Connection, job_id: int) -> JobRecord:
         row = connection.execute(sa.select(*JobRow.__table__.c).where(JobRow.id == job_id)).first()
         if row is None:
-            raise JobStateError(f"no job with id {job_id}")
+            raise UnknownJobError(
+                f"no job with id {job_id}", hint="`jozvesaz jobs list` shows the jobs and their ids"
+            )
         return JobRecord.from_row(row)
 
     def get(self, job_id: int) -> JobRecord:

@@ -147,6 +147,9 @@ def test_transcribe_fails_a_retried_unusable_file_again_instead_of_leaving_it_qu
     assert retried.returncode == 0, retried.stderr
     assert "run when that command is given the file again" in retried.stderr
     assert [row["status"] for row in rows(storage)] == ["queued"]
+    twice = run_cli(["jobs", "retry", str(job["id"])], storage)
+    assert twice.returncode == 0, twice.stderr
+    assert f"job {job['id']} is queued: only failed or cancelled jobs are requeued" in twice.stderr
     again = run_cli(
         ["transcribe", "--json", str(notaudio)], storage, TRANSCRIPTION_MODEL_NAME="tiny.en"
     )
@@ -154,6 +157,22 @@ def test_transcribe_fails_a_retried_unusable_file_again_instead_of_leaving_it_qu
     [entry] = json.loads(again.stdout)["files"]
     assert (entry["status"], entry["reason"]) == ("failed", job["last_error_type"])
     assert [(row["id"], row["status"]) for row in rows(storage)] == [(job["id"], "failed")]
+
+
+def test_usage_mistakes_exit_2_and_name_what_the_user_typed(tmp_path: Path) -> None:
+    """An unknown job id or a bad flag value is the user's mistake (exit 2), named as typed;
+    neither is reported as a broken environment (exit 3)."""
+    storage = tmp_path / "storage"
+    for args in (["jobs", "show", "999"], ["jobs", "retry", "999"]):
+        result = run_cli(args, storage)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "no job with id 999" in result.stderr and "jobs list" in result.stderr
+    recording = corpus_file("en/LDC93S1.wav")
+    bad_format = run_cli(["transcribe", "--format", "xyz", str(recording)], storage)
+    assert bad_format.returncode == 2, bad_format.stderr
+    assert "--format='xyz' is not valid" in bad_format.stderr
+    assert "--formats" not in bad_format.stderr
+    assert not (storage / "results").exists() or not any((storage / "results").iterdir())
 
 
 def test_transcribe_two_slots_load_twice_and_match_one_slot(

@@ -111,6 +111,28 @@ def test_load_settings_unknown_name_in_dotenv_fails(in_tmp: Path) -> None:
         load_settings()
 
 
+def test_load_settings_unknown_name_says_where_and_suggests_the_nearest(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (in_tmp / ".env").write_text("JOZVESAZ_SETLE_S=5\n", encoding="utf-8")
+    monkeypatch.setenv("JOZVESAZ_SLOST", "2")
+    monkeypatch.setenv("JOZVESAZ_NOTHING_LIKE_IT", "1")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert "JOZVESAZ_SETLE_S (set in .env, did you mean JOZVESAZ_SETTLE_S?)" in message
+    assert "JOZVESAZ_SLOST (set in the environment, did you mean JOZVESAZ_SLOTS?)" in message
+    assert "JOZVESAZ_NOTHING_LIKE_IT (set in the environment)" in message
+    assert caught.value.exit_code == ExitCode.USAGE
+
+
+def test_load_settings_flag_error_names_the_flag_as_typed(in_tmp: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"formats": "xyz"}, flags={"formats": "--format"})
+    assert "--format='xyz' is not valid" in str(caught.value)
+    assert "--formats" not in str(caught.value)
+
+
 def test_load_settings_8bit_contradicts_float32(
     in_tmp: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
