@@ -361,6 +361,15 @@ def _unknown_prefixed_keys(env_file: Path | None) -> list[str]:
     return described
 
 
+#: pydantic's bound errors, said as a rule ("must be at most 1").
+_BOUNDS = {
+    "less_than_equal": ("at most", "le"),
+    "greater_than_equal": ("at least", "ge"),
+    "less_than": ("less than", "lt"),
+    "greater_than": ("more than", "gt"),
+}
+
+
 def _explain(error: dict[str, Any], overrides: dict[str, Any], flags: Mapping[str, str]) -> str:
     loc = str(error["loc"][0]) if error.get("loc") else ""
     field = (
@@ -376,9 +385,14 @@ def _explain(error: dict[str, Any], overrides: dict[str, Any], flags: Mapping[st
         return str(error.get("msg", "invalid settings")).removeprefix("Value error, ")
     value = error.get("input")
     allowed = error.get("msg", "").removeprefix("Value error, ")
+    ctx = error.get("ctx", {})
     if error.get("type") == "literal_error":
-        expected = error.get("ctx", {}).get("expected", "")
-        allowed = f"expected one of {expected}"
+        allowed = f"expected one of {ctx.get('expected', '')}"
+    elif error.get("type") in _BOUNDS:
+        word, key = _BOUNDS[error["type"]]
+        bound = ctx.get(key)
+        shown = f"{bound:g}" if isinstance(bound, float) else str(bound)
+        allowed = f"must be {word} {shown}"
     return f"{where}={value!r} is not valid: {allowed}"
 
 

@@ -84,6 +84,24 @@ def test_load_settings_bad_value_names_variable_value_and_rule(
     assert caught.value.exit_code == ExitCode.USAGE
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "rule"),
+    [
+        ("MEMORY_MONITOR_RAM_RATIO", "1.7", "must be at most 1"),
+        ("JOZVESAZ_SLOTS", "0", "must be at least 1"),
+        ("MEMORY_MONITOR_INTERVAL_SECONDS", "0", "must be more than 0"),
+    ],
+)
+def test_load_settings_bounds_are_said_as_a_rule(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str, rule: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert str(caught.value).endswith(f"{name}={value!r} is not valid: {rule}")
+    assert "Input should be" not in str(caught.value)
+
+
 def test_load_settings_compute_type_lists_allowed_values(
     in_tmp: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
