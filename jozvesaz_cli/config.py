@@ -370,6 +370,14 @@ _BOUNDS = {
 }
 
 
+#: pydantic's type errors, said in the words of a settings file.
+_KINDS = {
+    "bool_parsing": "must be true or false (also 1/0, yes/no, on/off)",
+    "int_parsing": "must be a whole number",
+    "float_parsing": "must be a number",
+}
+
+
 def _explain(error: dict[str, Any], overrides: dict[str, Any], flags: Mapping[str, str]) -> str:
     loc = str(error["loc"][0]) if error.get("loc") else ""
     field = (
@@ -386,14 +394,17 @@ def _explain(error: dict[str, Any], overrides: dict[str, Any], flags: Mapping[st
     value = error.get("input")
     allowed = error.get("msg", "").removeprefix("Value error, ")
     ctx = error.get("ctx", {})
-    if error.get("type") == "literal_error":
+    kind = error.get("type", "")
+    if kind in _KINDS:
+        allowed = _KINDS[kind]
+    elif error.get("type") == "literal_error":
         allowed = f"expected one of {ctx.get('expected', '')}"
     elif error.get("type") in _BOUNDS:
         word, key = _BOUNDS[error["type"]]
         bound = ctx.get(key)
         shown = f"{bound:g}" if isinstance(bound, float) else str(bound)
         allowed = f"must be {word} {shown}"
-    return f"{where}={value!r} is not valid: {allowed}"
+    return f"{where}={value!r} is not valid: {allowed.replace('Input should be', 'must be')}"
 
 
 def load_settings(

@@ -64,11 +64,21 @@ def test_load_settings_blank_device_index_means_auto(
 @pytest.mark.parametrize(
     ("name", "value", "expected"),
     [
-        ("MEMORY_MONITOR_RAM_RATIO", "1.7", "MEMORY_MONITOR_RAM_RATIO='1.7'"),
+        (
+            "MEMORY_MONITOR_RAM_RATIO",
+            "1.7",
+            "MEMORY_MONITOR_RAM_RATIO='1.7' is not valid: must be at most 1",
+        ),
+        (
+            "MEMORY_MONITOR_INTERVAL_SECONDS",
+            "0",
+            "MEMORY_MONITOR_INTERVAL_SECONDS='0' is not valid: must be more than 0",
+        ),
         ("TRANSCRIPTION_COMPUTE_TYPE", "int3", "TRANSCRIPTION_COMPUTE_TYPE='int3'"),
-        ("MEMORY_MONITOR_INTERVAL_SECONDS", "often", "MEMORY_MONITOR_INTERVAL_SECONDS='often'"),
-        ("ENABLE_MEMORY_MONITORING", "perhaps", "ENABLE_MEMORY_MONITORING='perhaps'"),
-        ("JOZVESAZ_SLOTS", "0", "JOZVESAZ_SLOTS='0'"),
+        ("MEMORY_MONITOR_INTERVAL_SECONDS", "often", "'often' is not valid: must be a number"),
+        ("ENABLE_MEMORY_MONITORING", "perhaps", "'perhaps' is not valid: must be true or false"),
+        ("JOZVESAZ_SLOTS", "0", "JOZVESAZ_SLOTS='0' is not valid: must be at least 1"),
+        ("JOZVESAZ_SLOTS", "two", "JOZVESAZ_SLOTS='two' is not valid: must be a whole number"),
         ("JOZVESAZ_FORMATS", "txt,docx", "JOZVESAZ_FORMATS='txt,docx'"),
     ],
 )
@@ -81,25 +91,8 @@ def test_load_settings_bad_value_names_variable_value_and_rule(
     message = str(caught.value)
     assert expected in message
     assert "valid" in message
+    assert "Input should be" not in message  # pydantic's wording is translated into a rule
     assert caught.value.exit_code == ExitCode.USAGE
-
-
-@pytest.mark.parametrize(
-    ("name", "value", "rule"),
-    [
-        ("MEMORY_MONITOR_RAM_RATIO", "1.7", "must be at most 1"),
-        ("JOZVESAZ_SLOTS", "0", "must be at least 1"),
-        ("MEMORY_MONITOR_INTERVAL_SECONDS", "0", "must be more than 0"),
-    ],
-)
-def test_load_settings_bounds_are_said_as_a_rule(
-    in_tmp: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str, rule: str
-) -> None:
-    monkeypatch.setenv(name, value)
-    with pytest.raises(ConfigError) as caught:
-        load_settings()
-    assert str(caught.value).endswith(f"{name}={value!r} is not valid: {rule}")
-    assert "Input should be" not in str(caught.value)
 
 
 def test_load_settings_compute_type_lists_allowed_values(
