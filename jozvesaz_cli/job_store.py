@@ -526,22 +526,44 @@ class JobStore:
         """Record an input that failed before it could be queued (missing, not a file).
 
         The failure lands on the input's queued job when it has one (requeued by ``jobs
-        retry``): left queued, no run would ever take it. Otherwise it is a new failed row.
+        retry``): left queued, no run would ever take it. Giving the same unusable path again
+        refreshes its earlier failed row rather than adding one per attempt. Otherwise it is a
+        new failed row.
         """
+        same_input = sa.and_(
+            JobRow.source_path == job.source_path,
+            JobRow.origin == job.origin.value,
+            JobRow.settings_fingerprint == job.settings_fingerprint,
+        )
         with self._tx() as connection:
             queued = connection.execute(
                 sa.select(JobRow.id)
-                .where(
-                    JobRow.source_path == job.source_path,
-                    JobRow.origin == job.origin.value,
-                    JobRow.settings_fingerprint == job.settings_fingerprint,
-                    JobRow.status == JobStatus.QUEUED.value,
-                )
+                .where(same_input, JobRow.status == JobStatus.QUEUED.value)
                 .order_by(JobRow.id)
                 .limit(1)
             ).first()
+            earlier = (
+                connection.execute(
+                    sa.update(JobRow)
+                    .where(
+                        same_input,
+                        JobRow.status == JobStatus.FAILED.value,
+                        JobRow.content_sha256.is_(None),
+                    )
+                    .values(
+                        finished_at=db_now(),
+                        last_error_type=reason,
+                        last_error=message[:ERROR_TEXT_LIMIT],
+                    )
+                    .returning(*JobRow.__table__.c)
+                ).first()
+                if queued is None
+                else None
+            )
         if queued is not None:
             return self.mark_input_failed(queued[0], reason, message)
+        if earlier is not None:
+            return JobRecord.from_row(earlier)
         with self._tx() as connection:
             row = connection.execute(
                 sa.insert(JobRow)

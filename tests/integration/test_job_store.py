@@ -435,6 +435,29 @@ def test_record_failure_fails_the_requeued_job_of_the_same_input(store: JobStore
     assert [job.id for job in store.list_jobs()] == [first.id]
 
 
+def test_record_failure_refreshes_the_failed_row_of_the_same_unusable_input(
+    store: JobStore,
+) -> None:
+    """Giving the same missing path again keeps one failed row with the latest reason, rather
+    than a row per attempt; another path, or other settings, still get their own row."""
+    missing = NewJob("/in/nope.wav", JobOrigin.CLI, None, FINGERPRINT)
+    first = store.record_failure(missing, "not_found", "nope.wav: no such file")
+    again = store.record_failure(missing, "not_a_file", "nope.wav: a directory, not a file")
+    assert (again.id, again.status) == (first.id, JobStatus.FAILED)
+    assert (again.last_error_type, again.last_error) == (
+        "not_a_file",
+        "nope.wav: a directory, not a file",
+    )
+    other_path = store.record_failure(
+        NewJob("/in/other.wav", JobOrigin.CLI, None, FINGERPRINT), "not_found", "other.wav"
+    )
+    other_settings = store.record_failure(
+        NewJob("/in/nope.wav", JobOrigin.CLI, None, "e" * 64), "not_found", "nope.wav"
+    )
+    ids = {job.id for job in store.list_jobs()}
+    assert ids == {first.id, other_path.id, other_settings.id} and len(ids) == 3
+
+
 def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
     for attempt in range(1, 12):
         base = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1))
