@@ -334,9 +334,9 @@ def enqueue(
     """
     from jozvesaz_cli.audio import check_input_file
     from jozvesaz_cli.console import print_note
-    from jozvesaz_cli.intake import copy_into_uploads, offer_path
+    from jozvesaz_cli.intake import copy_into_uploads, job_of_outside_file, offer_path
     from jozvesaz_cli.job_store import JobOrigin
-    from jozvesaz_cli.storage import relative_upload_name
+    from jozvesaz_cli.storage import display_path, relative_upload_name
 
     settings = _settings(env_file, verbose)
     layout, store = _open(settings)
@@ -349,6 +349,13 @@ def enqueue(
             except JozvesazError as exc:
                 print_note(f"failed  {exc.message}")
                 failed = True
+                continue
+            known = None if force else job_of_outside_file(store, settings, path, layout)
+            if known is not None:
+                state = f"exists ({known.status.value})"
+                print_note(
+                    f"{state:<16} {display_path(path)} (job {known.id}: {known.source_path})"
+                )
                 continue
             target = copy_into_uploads(path, layout)
         intake = offer_path(

@@ -228,6 +228,20 @@ def course_profile(layout: StorageLayout, path: Path) -> Profile | None:
     return load_profile(found, layout.uploads) if found is not None else None
 
 
+def job_of_outside_file(
+    store: JobStore, settings: Settings, source: Path, layout: StorageLayout
+) -> JobRecord | None:
+    """The job a recording from outside would join once copied into uploads/, if it has one.
+
+    Checked before copying, so enqueueing a recording that is already queued or done (under
+    any name) does not leave a second copy of it in uploads/.
+    """
+    course = course_profile(layout, layout.uploads / source.name)
+    values = output_settings(settings) | (course.settings if course is not None else {})
+    job = NewJob(source.name, JobOrigin.QUEUE, hash_file(source), settings_fingerprint(values))
+    return store.find_by_key(job.job_key) if job.job_key is not None else None
+
+
 def copy_into_uploads(source: Path, layout: StorageLayout) -> Path:
     """Copy a file from outside into uploads/ atomically (temporary name, then rename).
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -483,6 +484,13 @@ def test_one_recording_is_one_job_whatever_the_doors(env: Env, tmp_path: Path) -
         assert racer.wait() == 0, racer.output()
     jobs = env.jobs()
     assert len(jobs) == 1 and jobs[0].status is JobStatus.QUEUED
+    assert [path.name for path in env.uploads.iterdir()] == ["lecture one.wav"]
+    copy = tmp_path / "elsewhere" / "copy of lecture.wav"
+    copy.parent.mkdir()
+    shutil.copyfile(source, copy)
+    same = env.run("same", "enqueue", str(copy))
+    assert same.wait() == 0, same.output()
+    assert f"exists (queued)  {copy} (job {jobs[0].id}: lecture one.wav)" in same.stderr()
     assert [path.name for path in env.uploads.iterdir()] == ["lecture one.wav"]
     (env.uploads / "lecture one.wav").rename(env.uploads / "renamed.wav")
     drain = env.run("drain", "drain-queue")
