@@ -625,7 +625,9 @@ def models_verify(
     env_file: EnvFile = None,
     verbose: Verbose = 0,
 ) -> None:
-    """Check a model's files against the official SHA-256 (exit 3 on a mismatch).
+    """Check the model transcribe would load against the official SHA-256 (exit 3 on a mismatch).
+
+    A model not yet in the store is provisioned first, as transcribe would do it.
 
     Example: jozvesaz models verify base
     """
