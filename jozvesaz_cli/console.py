@@ -88,8 +88,13 @@ def print_json(data: Any) -> None:
 
 
 def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    """A simple table on stdout (``jobs list``, ``models list``)."""
-    table = Table(*columns, show_lines=False)
+    """A simple table on stdout (``jobs list``, ``models list``).
+
+    Long cells wrap rather than end in an ellipsis: a path cut short cannot be copied.
+    """
+    table = Table(show_lines=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*(_escape(str(row.get(column, "") or "")) for column in columns))
     stdout_console.print(table)
