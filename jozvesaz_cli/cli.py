@@ -550,7 +550,7 @@ def jobs_retry(
         job = store.get(job_id)  # an unknown id is a usage error (exit 2)
         status = job.status.value
         print_note(f"job {job_id} is {status}: only failed or cancelled jobs are requeued")
-        return
+        raise typer.Exit(int(ExitCode.PARTIAL))
     print_note(f"requeued {count} job(s)")
     if count:
         print_note(

@@ -556,7 +556,7 @@ def test_a_poison_file_fails_once_with_its_reason_and_retry_requeues_it(
     everything = env.run("all", "jobs", "retry", "--all-failed")
     assert everything.wait() == 0 and "requeued 3" in everything.stderr()
     missing = env.run("missing", "jobs", "retry", "9999")
-    assert missing.wait() == 1
+    assert missing.wait() == 2 and "no job with id 9999" in missing.stderr()
 
 
 # -- acceptance 7: an unreachable database ---------------------------------------------------------

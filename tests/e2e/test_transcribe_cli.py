@@ -148,7 +148,7 @@ def test_transcribe_fails_a_retried_unusable_file_again_instead_of_leaving_it_qu
     assert "run when that command is given the file again" in retried.stderr
     assert [row["status"] for row in rows(storage)] == ["queued"]
     twice = run_cli(["jobs", "retry", str(job["id"])], storage)
-    assert twice.returncode == 0, twice.stderr
+    assert twice.returncode == 1, twice.stderr  # nothing was requeued
     assert f"job {job['id']} is queued: only failed or cancelled jobs are requeued" in twice.stderr
     again = run_cli(
         ["transcribe", "--json", str(notaudio)], storage, TRANSCRIPTION_MODEL_NAME="tiny.en"
