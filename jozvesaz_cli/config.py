@@ -19,6 +19,7 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator, mode
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jozvesaz_cli.errors import ConfigError
+from jozvesaz_cli.languages import normalize_codes
 
 ENV_PREFIX = "JOZVESAZ_"
 
@@ -197,6 +198,26 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.strip():
             return None
         return value
+
+    @field_validator("language")
+    @classmethod
+    def _check_language(cls, value: str | None) -> str | None:
+        """One Whisper language code, caught here rather than as a failed job."""
+        if value is None:
+            return None
+        codes = normalize_codes(value)
+        if len(codes) != 1:
+            raise ValueError(
+                "expected one language code "
+                "(JOZVESAZ_ALLOWED_LANGUAGES / --allowed-languages take several)"
+            )
+        return codes[0]
+
+    @field_validator("allowed_languages")
+    @classmethod
+    def _check_allowed_languages(cls, value: str | None) -> str | None:
+        """A comma list of Whisper language codes."""
+        return None if value is None else ",".join(normalize_codes(value)) or None
 
     @field_validator("formats")
     @classmethod

@@ -29,6 +29,7 @@ import tomllib
 
 from jozvesaz_cli.config import OUTPUT_FORMATS
 from jozvesaz_cli.errors import ConfigError
+from jozvesaz_cli.languages import normalize_codes
 from jozvesaz_cli.transcript import Transcript
 
 PROFILE_NAME = "jozvesaz.toml"
@@ -82,6 +83,28 @@ def _strings(value: Any, key: str, path: Path) -> list[str]:
     return [item for item in value if item]
 
 
+def _language_settings(data: dict[str, Any], path: Path) -> dict[str, str]:
+    """``language`` (one code) and ``allowed_languages`` (several), checked against Whisper's."""
+    found: dict[str, str] = {}
+    if "language" in data:
+        if not isinstance(data["language"], str):
+            raise ConfigError(f"{path}: language must be a string")
+        found["language"] = data["language"]
+    if "allowed_languages" in data:
+        found["allowed_languages"] = ",".join(
+            _strings(data["allowed_languages"], "allowed_languages", path)
+        )
+    for key, text in found.items():
+        try:
+            codes = normalize_codes(text)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: {key}: {exc}") from None
+        if key == "language" and len(codes) != 1:
+            raise ConfigError(f"{path}: language takes one code; allowed_languages several")
+        found[key] = ",".join(codes)
+    return found
+
+
 def load_profile(path: Path, uploads: Path) -> Profile:
     """Parse and validate a profile.
 
@@ -98,15 +121,12 @@ def load_profile(path: Path, uploads: Path) -> Profile:
         allowed = ", ".join(sorted(ALLOWED_KEYS))
         raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; allowed: {allowed}")
     settings: dict[str, Any] = {}
-    for key in ("language", "initial_prompt", "task"):
+    for key in ("initial_prompt", "task"):
         if key in data:
             if not isinstance(data[key], str):
                 raise ConfigError(f"{path}: {key} must be a string")
             settings[key] = data[key]
-    if "allowed_languages" in data:
-        settings["allowed_languages"] = ",".join(
-            _strings(data["allowed_languages"], "allowed_languages", path)
-        )
+    settings.update(_language_settings(data, path))
     words = _strings(data.get("hotwords", []), "hotwords", path) + _strings(
         data.get("glossary", []), "glossary", path
     )

@@ -80,6 +80,9 @@ def test_load_settings_blank_device_index_means_auto(
         ("JOZVESAZ_SLOTS", "0", "JOZVESAZ_SLOTS='0' is not valid: must be at least 1"),
         ("JOZVESAZ_SLOTS", "two", "JOZVESAZ_SLOTS='two' is not valid: must be a whole number"),
         ("JOZVESAZ_FORMATS", "txt,docx", "JOZVESAZ_FORMATS='txt,docx'"),
+        ("JOZVESAZ_LANGUAGE", "english", "'english' is not valid: english is not a Whisper"),
+        ("JOZVESAZ_LANGUAGE", "fa,en", "'fa,en' is not valid: expected one language code"),
+        ("JOZVESAZ_ALLOWED_LANGUAGES", "fa,xx", "'fa,xx' is not valid: xx is not a Whisper"),
     ],
 )
 def test_load_settings_bad_value_names_variable_value_and_rule(
@@ -176,3 +179,22 @@ def test_env_names_keep_legacy_spelling() -> None:
     assert names["memory_monitor_interval_s"] == "MEMORY_MONITOR_INTERVAL_SECONDS"
     assert names["slots"] == "JOZVESAZ_SLOTS"
     assert set(names) == set(Settings.model_fields)
+
+
+def test_load_settings_language_codes_are_normalized(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOZVESAZ_LANGUAGE", " FA ")
+    monkeypatch.setenv("JOZVESAZ_ALLOWED_LANGUAGES", "fa, EN,fa")
+    settings = load_settings()
+    assert settings.language == "fa"
+    assert settings.allowed_language_list == ("fa", "en")
+
+
+def test_language_codes_match_faster_whisper() -> None:
+    """The list kept for light start-up is exactly the one the models accept."""
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    from jozvesaz_cli.languages import WHISPER_LANGUAGES
+
+    assert WHISPER_LANGUAGES == tuple(_LANGUAGE_CODES)

@@ -57,6 +57,9 @@ def test_load_profile_maps_keys_to_settings(tmp_path: Path) -> None:
         ("formats = ['txt', 'docx']\n", "unknown format"),
         ("language = 3\n", "must be a string"),
         ("language = \n", "not a valid profile"),
+        ("language = 'farsi'\n", "language: farsi is not a Whisper language code"),
+        ("language = 'fa,en'\n", "language takes one code"),
+        ("allowed_languages = ['fa', 'xx']\n", "allowed_languages: xx is not a Whisper"),
     ],
 )
 def test_load_profile_rejects_mistakes(tmp_path: Path, text: str, message: str) -> None:
