@@ -332,41 +332,54 @@ def enqueue(
 
     Example: jozvesaz enqueue ~/Recordings/*.m4a
     """
-    from jozvesaz_cli.audio import check_input_file
     from jozvesaz_cli.console import print_note
-    from jozvesaz_cli.intake import copy_into_uploads, job_of_outside_file, offer_path
-    from jozvesaz_cli.job_store import JobOrigin
-    from jozvesaz_cli.storage import display_path, relative_upload_name
 
     settings = _settings(env_file, verbose)
     layout, store = _open(settings)
     failed = False
     for path in files:
-        target = path
-        if relative_upload_name(layout.uploads, path.absolute()) is None:
-            try:
-                check_input_file(path)
-            except JozvesazError as exc:
-                print_note(f"failed  {exc.message}")
-                failed = True
-                continue
-            known = None if force else job_of_outside_file(store, settings, path, layout)
-            if known is not None:
-                state = f"exists ({known.status.value})"
-                print_note(
-                    f"{state:<16} {display_path(path)} (job {known.id}: {known.source_path})"
-                )
-                continue
-            target = copy_into_uploads(path, layout)
-        intake = offer_path(
-            store, settings, target, origin=JobOrigin.QUEUE, layout=layout, force=force
-        )
-        job = intake.job
-        state = "queued" if intake.created else f"exists ({job.status.value})" if job else "?"
-        if intake.error is not None:
-            state, failed = f"failed: {intake.error.detail}", True
-        print_note(f"{state:<16} {intake.path}" + (f" (job {job.id})" if job else ""))
+        line, ok = _enqueue_one(store, settings, layout, path, force=force)
+        print_note(line)
+        failed = failed or not ok
     raise typer.Exit(int(ExitCode.PARTIAL if failed else ExitCode.OK))
+
+
+def _enqueue_one(
+    store: Any, settings: Any, layout: Any, path: Path, *, force: bool
+) -> tuple[str, bool]:
+    """Queue one recording; returns the line to show and whether it was usable.
+
+    A file from outside uploads/ is checked and matched against the known jobs first, so an
+    unusable file or a recording that already has a job is never copied in.
+    """
+    from jozvesaz_cli.intake import (
+        check_outside_file,
+        copy_into_uploads,
+        job_of_outside_file,
+        offer_path,
+    )
+    from jozvesaz_cli.job_store import JobOrigin
+    from jozvesaz_cli.storage import display_path, relative_upload_name
+
+    target = path
+    if relative_upload_name(layout.uploads, path.absolute()) is None:
+        problem = check_outside_file(path)
+        if problem is not None:
+            reason = f"{problem.detail} ({problem.reason.value})"
+            return f"{'failed':<16} {display_path(path)}: {reason}", False
+        known = None if force else job_of_outside_file(store, settings, path, layout)
+        if known is not None:
+            state = f"exists ({known.status.value})"
+            return f"{state:<16} {display_path(path)} (job {known.id}: {known.source_path})", True
+        target = copy_into_uploads(path, layout)
+    intake = offer_path(store, settings, target, origin=JobOrigin.QUEUE, layout=layout, force=force)
+    job = intake.job
+    suffix = f" (job {job.id})" if job else ""
+    if intake.error is not None:
+        reason = f"{intake.error.detail} ({intake.error.reason.value})"
+        return f"{'failed':<16} {intake.path}: {reason}{suffix}", False
+    state = "queued" if intake.created else f"exists ({job.status.value})" if job else "?"
+    return f"{state:<16} {intake.path}{suffix}", True
 
 
 @app.command("drain-queue")
@@ -578,7 +591,8 @@ def jobs_cancel(
     if store.cancel(job_id):
         print_note(f"cancelled job {job_id}")
         return
-    print_note(f"job {job_id} is not queued; nothing cancelled")
+    job = store.get(job_id)  # an unknown id is a usage error (exit 2)
+    print_note(f"job {job_id} is {job.status.value}, not queued; nothing cancelled")
     raise typer.Exit(int(ExitCode.PARTIAL))
 
 

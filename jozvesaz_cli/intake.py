@@ -113,6 +113,19 @@ def is_candidate_name(name: str) -> bool:
     return is_supported_path(Path(name))
 
 
+def check_outside_file(path: Path) -> InputError | None:
+    """Why a recording from outside uploads/ cannot be queued, found before copying it in.
+
+    The same checks a queued job would fail on (missing, empty, not audio, no audio stream),
+    so an unusable file is reported at once and never lands in uploads/.
+    """
+    try:
+        check_input_file(path)
+    except InputError as exc:
+        return exc
+    return _declared_duration(path)[1]
+
+
 def _declared_duration(path: Path) -> tuple[float | None, InputError | None]:
     from jozvesaz_cli.audio import probe_audio
 

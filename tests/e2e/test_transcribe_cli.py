@@ -163,7 +163,7 @@ def test_usage_mistakes_exit_2_and_name_what_the_user_typed(tmp_path: Path) -> N
     """An unknown job id or a bad flag value is the user's mistake (exit 2), named as typed;
     neither is reported as a broken environment (exit 3)."""
     storage = tmp_path / "storage"
-    for args in (["jobs", "show", "999"], ["jobs", "retry", "999"]):
+    for args in (["jobs", "show", "999"], ["jobs", "retry", "999"], ["jobs", "cancel", "999"]):
         result = run_cli(args, storage)
         assert result.returncode == 2, (args, result.stderr)
         assert "no job with id 999" in result.stderr and "jobs list" in result.stderr
