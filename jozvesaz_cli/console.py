@@ -88,16 +88,28 @@ def print_json(data: Any) -> None:
 
 
 def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    """A simple table on stdout (``jobs list``, ``models list``).
+    """A table on stdout (``jobs list``, ``models list``).
 
-    Long cells wrap rather than end in an ellipsis: a path cut short cannot be copied.
+    On a terminal long cells wrap rather than end in an ellipsis (a path cut short cannot be
+    copied). Piped, it is tab-separated lines with a header, whole cells on one line, so that
+    grep, cut and awk work on it.
     """
+    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
+    if not stdout_console.is_terminal:
+        lines = ["\t".join(columns), *("\t".join(line) for line in cells)]
+        stdout_console.file.write("".join(f"{line}\n" for line in lines))
+        return
     table = Table(show_lines=False)
     for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*(_escape(str(row.get(column, "") or "")) for column in columns))
+        table.add_column(column, overflow="fold", min_width=len(column))
+    for line in cells:
+        table.add_row(*(_escape(cell) for cell in line))
     stdout_console.print(table)
+
+
+def _cell(value: Any) -> str:
+    """One cell on one line; 0 shows as 0, only a missing value is blank."""
+    return "" if value is None else " ".join(str(value).split())
 
 
 def _escape(text: str) -> str:
