@@ -25,11 +25,33 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     rich_markup_mode=None,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 jobs_app = typer.Typer(help="Inspect and manage the job queue.", no_args_is_help=True)
 models_app = typer.Typer(help="Provision and check transcription models.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(models_app, name="models")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from jozvesaz_cli import __version__
+
+        typer.echo(f"jozvesaz {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Batch speech transcriber for lectures, classes and meetings: text, subtitles, notes."""
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -385,10 +407,14 @@ def _enqueue_one(
 @app.command("drain-queue")
 @_exit_on_error
 def drain_queue(
-    max_jobs: Annotated[int | None, typer.Option("--max-jobs", help="Stop after N jobs.")] = None,
+    max_jobs: Annotated[
+        int | None, typer.Option("--max-jobs", min=0, help="Stop after N jobs.")
+    ] = None,
     max_runtime: Annotated[
         float | None,
-        typer.Option("--max-runtime", help="Stop claiming after SECONDS; running jobs finish."),
+        typer.Option(
+            "--max-runtime", min=0, help="Stop claiming after SECONDS; running jobs finish."
+        ),
     ] = None,
     scan: Annotated[
         bool, typer.Option("--scan/--no-scan", help="Queue new files in uploads/.")
@@ -482,7 +508,7 @@ def jobs_list(
     status: Annotated[
         str | None, typer.Option("--status", help="queued, running, done, failed, cancelled.")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", help="Newest N jobs.")] = 50,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Newest N jobs.")] = 50,
     as_json: JsonOpt = False,
     env_file: EnvFile = None,
     verbose: Verbose = 0,
@@ -556,6 +582,8 @@ def jobs_retry(
 
     if job_id is None and not all_failed:
         raise typer.BadParameter("give a job id or --all-failed")
+    if job_id is not None and all_failed:
+        raise typer.BadParameter("give a job id or --all-failed, not both")
     settings = _settings(env_file, verbose)
     _, store = _open(settings)
     count = store.retry(job_id, all_failed=all_failed)

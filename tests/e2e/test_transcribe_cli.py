@@ -167,6 +167,17 @@ def test_usage_mistakes_exit_2_and_name_what_the_user_typed(tmp_path: Path) -> N
         result = run_cli(args, storage)
         assert result.returncode == 2, (args, result.stderr)
         assert "no job with id 999" in result.stderr and "jobs list" in result.stderr
+    for args in (
+        ["jobs", "list", "--limit", "-1"],
+        ["drain-queue", "--max-runtime", "-5"],
+        ["jobs", "retry", "3", "--all-failed"],
+    ):
+        result = run_cli(args, storage)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "Invalid value" in result.stderr
+    version = run_cli(["--version"], storage)
+    assert version.returncode == 0 and version.stdout.startswith("jozvesaz ")
+    assert run_cli(["-h"], storage).stdout == run_cli(["--help"], storage).stdout
     recording = corpus_file("en/LDC93S1.wav")
     bad_format = run_cli(["transcribe", "--format", "xyz", str(recording)], storage)
     assert bad_format.returncode == 2, bad_format.stderr
