@@ -315,6 +315,8 @@ def transcribe(
         names[job.id] = intake.path
     report = RunReport()
     if run_ids:
+        if len(run_ids) < settings.slots:  # no slot (and no model load) without a file to take
+            settings = settings.model_copy(update={"slots": len(run_ids)})
         report = _run(
             settings, store, layout, model_bytes, only_ids=run_ids, display_names=names, origin=None
         )

@@ -80,6 +80,12 @@ def test_transcribe_jfk_offline_writes_every_format_and_a_done_row(
     assert [f["status"] for f in summary["files"]] == ["skipped"]
     assert summary["model_loads"] == 0
     assert len(rows(storage)) == 1
+    # One file to do takes one slot: the second slot's model is never loaded.
+    forced = run_cli(["transcribe", str(jfk), "--json", "--force"], storage)
+    assert forced.returncode == 0, forced.stderr
+    summary = json.loads(forced.stdout)
+    assert [f["status"] for f in summary["files"]] == ["done"]
+    assert summary["model_loads"] == 1
 
 
 def make_bad_inputs(folder: Path) -> dict[str, Path]:
