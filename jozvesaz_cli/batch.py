@@ -195,6 +195,19 @@ class StopSignal:
         self.event.set()
 
 
+def _fewer_slots_for_less_work(
+    settings: Settings, only_ids: Sequence[int] | None, max_jobs: int | None
+) -> Settings:
+    """No more slots than jobs the run can take, so no model is loaded for a slot left idle;
+    the cores are then split among the slots that remain."""
+    bounds = [len(only_ids)] if only_ids is not None else []
+    bounds += [max_jobs] if max_jobs is not None else []
+    most = min(bounds, default=settings.slots)
+    if 0 < most < settings.slots:
+        return settings.model_copy(update={"slots": most})
+    return settings
+
+
 class Runner:
     """Runs jobs from the store through the pool until the scope is finished or stopped."""
 
@@ -216,7 +229,7 @@ class Runner:
         model_bytes: int = 0,
         on_idle: Callable[[], None] | None = None,
     ) -> None:
-        self.settings = settings
+        self.settings = _fewer_slots_for_less_work(settings, only_ids, max_jobs)
         self.store = store
         self.layout = layout
         self.observer: RunObserver = observer or SilentObserver()
@@ -238,11 +251,11 @@ class Runner:
         self._queue_empty = False
         self._held_reason = ""
         self._hold_until = 0.0
-        self._options = DecodeOptions.from_settings(settings)
+        self._options = DecodeOptions.from_settings(self.settings)
         self._render = RenderOptions(
-            persian_digits=settings.persian_digits,
-            normalize_persian=settings.normalize_persian,
-            heading_every_s=settings.notes_heading_every_s,
+            persian_digits=self.settings.persian_digits,
+            normalize_persian=self.settings.normalize_persian,
+            heading_every_s=self.settings.notes_heading_every_s,
         )
 
     # -- the loop ---------------------------------------------------------------------------

@@ -50,7 +50,7 @@ def _main(
         ),
     ] = False,
 ) -> None:
-    """Batch speech transcriber for lectures, classes and meetings: text, subtitles, notes."""
+    """Options that come before any command (the app's help text is set on ``app``)."""
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -315,8 +315,6 @@ def transcribe(
         names[job.id] = intake.path
     report = RunReport()
     if run_ids:
-        if len(run_ids) < settings.slots:  # no slot (and no model load) without a file to take
-            settings = settings.model_copy(update={"slots": len(run_ids)})
         report = _run(
             settings, store, layout, model_bytes, only_ids=run_ids, display_names=names, origin=None
         )
@@ -383,7 +381,7 @@ def _enqueue_one(
         offer_path,
     )
     from jozvesaz_cli.job_store import JobOrigin
-    from jozvesaz_cli.storage import display_path, relative_upload_name
+    from jozvesaz_cli.storage import display_path, hash_file, relative_upload_name
 
     target = path
     if relative_upload_name(layout.uploads, path.absolute()) is None:
@@ -391,11 +389,12 @@ def _enqueue_one(
         if problem is not None:
             reason = f"{problem.detail} ({problem.reason.value})"
             return f"{'failed':<16} {display_path(path)}: {reason}", False
-        known = None if force else job_of_outside_file(store, settings, path, layout)
+        digest = hash_file(path)
+        known = None if force else job_of_outside_file(store, settings, path, layout, digest)
         if known is not None:
             state = f"exists ({known.status.value})"
             return f"{state:<16} {display_path(path)} (job {known.id}: {known.source_path})", True
-        target = copy_into_uploads(path, layout)
+        target = copy_into_uploads(path, layout, digest)
     intake = offer_path(store, settings, target, origin=JobOrigin.QUEUE, layout=layout, force=force)
     job = intake.job
     suffix = f" (job {job.id})" if job else ""
@@ -589,7 +588,7 @@ def jobs_retry(
     settings = _settings(env_file, verbose)
     _, store = _open(settings)
     count = store.retry(job_id, all_failed=all_failed)
-    if job_id is not None and not all_failed and count == 0:
+    if job_id is not None and count == 0:
         job = store.get(job_id)  # an unknown id is a usage error (exit 2)
         status = job.status.value
         print_note(f"job {job_id} is {status}: only failed or cancelled jobs are requeued")

@@ -19,7 +19,7 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator, mode
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jozvesaz_cli.errors import ConfigError
-from jozvesaz_cli.languages import normalize_codes
+from jozvesaz_cli.languages import normalize_code, normalize_codes
 
 ENV_PREFIX = "JOZVESAZ_"
 
@@ -203,15 +203,7 @@ class Settings(BaseSettings):
     @classmethod
     def _check_language(cls, value: str | None) -> str | None:
         """One Whisper language code, caught here rather than as a failed job."""
-        if value is None:
-            return None
-        codes = normalize_codes(value)
-        if len(codes) != 1:
-            raise ValueError(
-                "expected one language code "
-                "(JOZVESAZ_ALLOWED_LANGUAGES / --allowed-languages take several)"
-            )
-        return codes[0]
+        return None if value is None else normalize_code(value)
 
     @field_validator("allowed_languages")
     @classmethod
@@ -418,10 +410,10 @@ def _explain(error: dict[str, Any], overrides: dict[str, Any], flags: Mapping[st
     kind = error.get("type", "")
     if kind in _KINDS:
         allowed = _KINDS[kind]
-    elif error.get("type") == "literal_error":
+    elif kind == "literal_error":
         allowed = f"expected one of {ctx.get('expected', '')}"
-    elif error.get("type") in _BOUNDS:
-        word, key = _BOUNDS[error["type"]]
+    elif kind in _BOUNDS:
+        word, key = _BOUNDS[kind]
         bound = ctx.get(key)
         shown = f"{bound:g}" if isinstance(bound, float) else str(bound)
         allowed = f"must be {word} {shown}"

@@ -242,7 +242,7 @@ def course_profile(layout: StorageLayout, path: Path) -> Profile | None:
 
 
 def job_of_outside_file(
-    store: JobStore, settings: Settings, source: Path, layout: StorageLayout
+    store: JobStore, settings: Settings, source: Path, layout: StorageLayout, digest: str
 ) -> JobRecord | None:
     """The job a recording from outside would join once copied into uploads/, if it has one.
 
@@ -251,11 +251,11 @@ def job_of_outside_file(
     """
     course = course_profile(layout, layout.uploads / source.name)
     values = output_settings(settings) | (course.settings if course is not None else {})
-    job = NewJob(source.name, JobOrigin.QUEUE, hash_file(source), settings_fingerprint(values))
+    job = NewJob(source.name, JobOrigin.QUEUE, digest, settings_fingerprint(values))
     return store.find_by_key(job.job_key) if job.job_key is not None else None
 
 
-def copy_into_uploads(source: Path, layout: StorageLayout) -> Path:
+def copy_into_uploads(source: Path, layout: StorageLayout, digest: str | None = None) -> Path:
     """Copy a file from outside into uploads/ atomically (temporary name, then rename).
 
     A file with the same name and content is reused, so concurrent ``enqueue`` calls of one
@@ -263,7 +263,7 @@ def copy_into_uploads(source: Path, layout: StorageLayout) -> Path:
     gets a numbered name).
     """
     target = layout.uploads / source.name
-    digest = hash_file(source)
+    digest = digest or hash_file(source)
     if _same_content(target, digest):
         return target
     handle, temp = tempfile.mkstemp(prefix=f".{source.name}.", suffix=".part", dir=layout.uploads)

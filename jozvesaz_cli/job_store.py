@@ -542,29 +542,25 @@ class JobStore:
                 .order_by(JobRow.id)
                 .limit(1)
             ).first()
-            earlier = (
-                connection.execute(
-                    sa.update(JobRow)
-                    .where(
-                        same_input,
-                        JobRow.status == JobStatus.FAILED.value,
-                        JobRow.content_sha256.is_(None),
-                    )
-                    .values(
-                        finished_at=db_now(),
-                        last_error_type=reason,
-                        last_error=message[:ERROR_TEXT_LIMIT],
-                    )
-                    .returning(*JobRow.__table__.c)
-                ).first()
-                if queued is None
-                else None
-            )
         if queued is not None:
             return self.mark_input_failed(queued[0], reason, message)
-        if earlier is not None:
-            return JobRecord.from_row(earlier)
         with self._tx() as connection:
+            earlier = connection.execute(
+                sa.update(JobRow)
+                .where(
+                    same_input,
+                    JobRow.status == JobStatus.FAILED.value,
+                    JobRow.content_sha256.is_(None),
+                )
+                .values(
+                    finished_at=db_now(),
+                    last_error_type=reason,
+                    last_error=message[:ERROR_TEXT_LIMIT],
+                )
+                .returning(*JobRow.__table__.c)
+            ).first()
+            if earlier is not None:
+                return JobRecord.from_row(earlier)
             row = connection.execute(
                 sa.insert(JobRow)
                 .values(

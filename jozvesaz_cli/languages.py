@@ -33,3 +33,15 @@ def normalize_codes(text: str) -> list[str]:
             f"code; expected codes such as en, fa, ar, es (all: {', '.join(WHISPER_LANGUAGES)})"
         )
     return codes
+
+
+def normalize_code(text: str) -> str:
+    """Exactly one language code (``language``), lower-cased.
+
+    Raises:
+        ValueError: not one of Whisper's codes, or several of them.
+    """
+    codes = normalize_codes(text)
+    if len(codes) != 1:
+        raise ValueError("expected one language code (allowed_languages takes several)")
+    return codes[0]

@@ -29,7 +29,7 @@ import tomllib
 
 from jozvesaz_cli.config import OUTPUT_FORMATS
 from jozvesaz_cli.errors import ConfigError
-from jozvesaz_cli.languages import normalize_codes
+from jozvesaz_cli.languages import normalize_code, normalize_codes
 from jozvesaz_cli.transcript import Transcript
 
 PROFILE_NAME = "jozvesaz.toml"
@@ -96,12 +96,11 @@ def _language_settings(data: dict[str, Any], path: Path) -> dict[str, str]:
         )
     for key, text in found.items():
         try:
-            codes = normalize_codes(text)
+            found[key] = (
+                normalize_code(text) if key == "language" else ",".join(normalize_codes(text))
+            )
         except ValueError as exc:
             raise ConfigError(f"{path}: {key}: {exc}") from None
-        if key == "language" and len(codes) != 1:
-            raise ConfigError(f"{path}: language takes one code; allowed_languages several")
-        found[key] = ",".join(codes)
     return found
 
 

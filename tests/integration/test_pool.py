@@ -225,3 +225,32 @@ def test_runner_holds_files_while_memory_is_over_the_ratio(setup: Callable[..., 
     holding = [n for n in notes if "holding" in n]
     assert len(holding) == 1 and "MEMORY_MONITOR_RAM_RATIO" in holding[0]
     assert all(store.get(i).status is JobStatus.DONE and store.get(i).attempts == 1 for i in ids)
+
+
+@pytest.mark.parametrize(
+    ("only", "max_jobs", "slots", "threads"),
+    [
+        (None, None, 2, 1),  # the queue's size is unknown: every slot
+        ([1], None, 1, 2),  # one file: one slot on both cores
+        ([1, 2, 3], None, 2, 1),
+        (None, 1, 1, 2),  # --max-jobs 1
+        (None, 0, 2, 1),  # --max-jobs 0 only scans; the pool is never used
+    ],
+)
+def test_runner_starts_no_more_slots_than_it_can_fill(
+    settings_factory: Callable[..., Any],
+    tmp_path: Path,
+    only: list[int] | None,
+    max_jobs: int | None,
+    slots: int,
+    threads: int,
+) -> None:
+    settings = settings_factory(slots=2, cpu_threads=0)
+    store = JobStore(f"sqlite:///{tmp_path / 'jobs.sqlite3'}")
+    layout = StorageLayout(
+        settings.resolved_storage_root, settings.uploads_dir, settings.results_dir
+    )
+    runner = Runner(settings, store, layout, only_ids=only, max_jobs=max_jobs)
+    assert runner.settings.slots == slots
+    assert runner.settings.threads_per_slot == max(1, (os.cpu_count() or 1) // slots)
+    store.close()

@@ -58,7 +58,7 @@ def test_load_profile_maps_keys_to_settings(tmp_path: Path) -> None:
         ("language = 3\n", "must be a string"),
         ("language = \n", "not a valid profile"),
         ("language = 'farsi'\n", "language: farsi is not a Whisper language code"),
-        ("language = 'fa,en'\n", "language takes one code"),
+        ("language = 'fa,en'\n", "expected one language code"),
         ("allowed_languages = ['fa', 'xx']\n", "allowed_languages: xx is not a Whisper"),
     ],
 )
