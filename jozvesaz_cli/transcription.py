@@ -6,8 +6,10 @@ faster-whisper configuration on a batch of short files and 3.5x the plain loop o
 the same accuracy. Each VAD chunk (up to 30 s) becomes one segment, which the subtitle writer
 splits into readable cues. ``JOZVESAZ_BATCHED_MIN_AUDIO_S`` sends shorter recordings through the
 plain loop instead (finer segments, same text as faster-whisper's default ``transcribe``), and
-so does VAD off. Two guards sit on top of the model:
-an allowed-languages fallback and a repetition-loop filter (faster-whisper #506).
+so does VAD off. The batched pipeline has no temperature fallback, so a chunk it decodes into a
+loop (a digit string read as "1-0-0-0-0-...", losing the rest of the chunk) is decoded again by
+the plain loop, which has one. Two more guards sit on top of the model: an allowed-languages
+fallback and a repetition-loop filter (faster-whisper #506).
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[float], None]
+
+#: A batched chunk whose text compresses more than this is a loop (faster-whisper's own
+#: threshold for retrying a window at a higher temperature).
+LOOP_COMPRESSION_RATIO = 2.4
 
 #: A segment text repeated this many times in a row is a decoding loop, not speech.
 MAX_IDENTICAL_RUN = 2
@@ -221,7 +227,12 @@ class WhisperTranscriber:
         else:
             segments, info = self._model.transcribe(audio.samples, **kwargs)
         collected = list(_collect(segments, audio.duration_s, progress))
+        redone = 0
+        if batched:
+            collected, redone = self._redo_looped_chunks(audio, collected, kwargs)
         kept, warnings = suppress_repetition(collected)
+        if redone:
+            warnings.insert(0, f"{redone} looping chunk(s) of the batched pipeline decoded again")
         kept = drop_silence_hallucinations(kept)
         detected_prob = guard_prob if options.allowed_languages and not options.language else None
         options_dict = options.as_dict() | {"pipeline": "batched" if batched else "sequential"}
@@ -241,6 +252,39 @@ class WhisperTranscriber:
             + tuple(warnings)
             + ((guard_note,) if guard_note else ()),
         )
+
+    def _redo_looped_chunks(
+        self, audio: DecodedAudio, chunks: list[Segment], kwargs: dict[str, Any]
+    ) -> tuple[list[Segment], int]:
+        """Decode again, with the plain loop and its temperature fallback, each batched chunk
+        whose text is a loop; its speech would otherwise be lost behind the repeated token.
+
+        Returns:
+            The segments, and how many chunks were decoded again.
+        """
+        from jozvesaz_cli.audio import SAMPLE_RATE
+
+        redone: list[Segment] = []
+        count = 0
+        for chunk in chunks:
+            if chunk.compression_ratio <= LOOP_COMPRESSION_RATIO:
+                redone.append(chunk)
+                continue
+            count += 1
+            logger.info("chunk %.1f-%.1f s looped; decoding it again", chunk.start, chunk.end)
+            first, last = int(chunk.start * SAMPLE_RATE), int(chunk.end * SAMPLE_RATE)
+            segments, _ = self._model.transcribe(audio.samples[first:last], **kwargs)
+            redone.extend(
+                _shifted(segment, chunk.start)
+                for segment in _collect(segments, chunk.end - chunk.start, None)
+            )
+        return redone, count
+
+
+def _shifted(segment: Segment, offset: float) -> Segment:
+    """A segment decoded from a clip, timed on the whole recording."""
+    words = tuple(replace(w, start=w.start + offset, end=w.end + offset) for w in segment.words)
+    return replace(segment, start=segment.start + offset, end=segment.end + offset, words=words)
 
 
 def _collect(

@@ -10,6 +10,7 @@ hallucination filter are also pinned at unit level with synthetic segments.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from jozvesaz_cli.transcription import drop_silence_hallucinations, suppress_rep
 from tests.bugbank.bank import CliRun, job_rows, run_cli
 from tests.bugbank.check_loops import loop_problems
 from tests.bugbank.check_subs import parse_cues, subtitle_problems
+from tests.conftest import corpus_file
+from tests.scoring import normalize_for_scoring, wer
 
 SENTENCE_MARKERS = ("lazy", "test recording", "transcribed")
 NON_SPEECH = ("silence30.wav", "silence30_stereo44k.wav", "hiss30.wav", "tone90.wav")
@@ -209,3 +212,32 @@ def test_drop_silence_hallucinations_removes_invented_text_only() -> None:
     assert drop_silence_hallucinations(invented) == []
     real = _segments("You", "Thank you for watching the lecture.", "So", **sure)
     assert drop_silence_hallucinations(real) == real
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_a_batched_chunk_that_loops_is_decoded_again_and_keeps_its_speech(
+    base_model_path: Path, tmp_path: Path
+) -> None:
+    """A digit string ("10001-90210-01803") sends the batched pipeline, which has no
+    temperature fallback, into "1-0-0-0-0-..." for a whole 30 s chunk, and the sentences after
+    the digits vanish behind it. The benchmark's quick lecture (corpus clips joined with
+    pauses, seeded) does that here; the chunk is decoded again with the plain loop."""
+    from bench.corpus import build_workload
+
+    workload = build_workload(corpus_file("manifest.tsv").parent, tmp_path / "wl", quick=True)
+    [lecture] = [item for item in workload.long if item.language == "en"]
+    out = tmp_path / "out"
+    args = ["transcribe", "--format", "txt,json", "--output-dir", str(out), str(lecture.path)]
+    run = run_cli(args, tmp_path / "storage")
+    assert run.returncode == 0, run.stderr
+    [text_file] = out.glob("*.txt")
+    [json_file] = out.glob("*.json")
+    text = text_file.read_text(encoding="utf-8")
+    data = json.loads(json_file.read_text(encoding="utf-8"))
+    assert data["options"]["pipeline"] == "batched"
+    assert "1 looping chunk(s) of the batched pipeline decoded again" in data["warnings"]
+    assert not re.search(r"(0-){5}", text), text
+    assert "dashwood" in text.lower() and "forward" in text.lower(), text
+    error = wer(normalize_for_scoring(lecture.reference), normalize_for_scoring(text))
+    assert error <= 0.35, (error, text)
