@@ -72,6 +72,8 @@ def resolve_model(model: str, jozvesaz: Path | None) -> ModelSource:
     given = Path(model).expanduser()
     if is_model_dir(given):
         return ModelSource(given.resolve(), "given as a folder")
+    if given.is_absolute() or model.startswith((".", "~")):
+        raise ModelNotFoundError(f"--model {model}: no CTranslate2 model folder (model.bin) there")
     found = read_jozvesaz_model_path(jozvesaz, model)
     if found is not None:
         return ModelSource(found.resolve(), "jozvesaz models path")

@@ -80,11 +80,20 @@ def _ordered(tools: JsonDict) -> list[str]:
     return sorted(tools, key=lambda n: TOOL_ORDER.index(n) if n in TOOL_ORDER else len(TOOL_ORDER))
 
 
+def _any_failed(summary: dict[str, Any]) -> bool:
+    """Whether some tool failed every round on some set (its row carries ⚠)."""
+    return any(
+        row["errors"] and not row["rounds_ok"]
+        for set_summary in summary.values()
+        for row in set_summary["tools"].values()
+    )
+
+
 def results_table(summary: JsonDict) -> list[str]:
     """The main table: one row per tool and set."""
     languages = _languages(summary)
     header = ["tool", "set", "audio s", "wall s", "x real time", "ratio vs direct"]
-    header += ["ratio vs wct2", "peak RSS MB (process / total)", "loads", "first-file s"]
+    header += ["ratio vs wct2", "peak RSS MiB (process / total)", "loads", "first-file s"]
     header += [f"{language} {metric.upper()}" for language, metric in languages]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for set_name, set_summary in summary.items():
@@ -162,8 +171,8 @@ def render_markdown(report: JsonDict, chart_name: str) -> str:
         "",
         "x real time = audio seconds per wall second (median wall time over rounds). "
         'Ratios divide throughputs. "(direct)" marks the fastest faster-whisper configuration '
-        "on that set. Peak RSS: largest single process / largest sum over the process tree. "
-        "⚠: every round failed (see Errors).",
+        "on that set. Peak RSS: largest single process / largest sum over the process tree."
+        + (" ⚠: every round failed (see Errors)." if _any_failed(report["summary"]) else ""),
         "",
         f"![throughput per tool]({chart_name})",
         "",

@@ -95,6 +95,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error(str(exc))
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    if args.render is not None and not args.render.is_file():
+        parser.error(f"--render {args.render}: no such result file")
     args.compute_type = args.compute_type or ("int8" if args.device == "cpu" else "float16")
     args.procs = args.procs or ((os.cpu_count() or 1) if args.device == "cpu" else 2)
     return args
@@ -344,6 +346,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.workload_dir = args.workload_dir / ("quick" if args.quick else "full")
     args.workload_dir.mkdir(parents=True, exist_ok=True)
     host = describe_host()
+    if not (args.corpus / "manifest.tsv").is_file():
+        missing = f"no speech corpus at {args.corpus} (manifest.tsv)"
+        print(f"bench: cannot run: {missing}", file=sys.stderr)
+        return 3
     try:
         workload = build_workload(args.corpus, args.workload_dir, quick=args.quick)
         model = resolve_model(args.model, find_executable("jozvesaz"))
