@@ -1,15 +1,17 @@
 """Runs one decoded recording through a loaded model and returns jozvesaz's own ``Transcript``.
 
 faster-whisper types never leave this module. With VAD on (the default) every recording goes
-through faster-whisper's batched pipeline: on a 2-core CPU it measured 1.35x the fastest direct
-faster-whisper configuration on a batch of short files and 3.5x the plain loop on lectures, at
-the same accuracy. Each VAD chunk (up to 30 s) becomes one segment, which the subtitle writer
-splits into readable cues. ``JOZVESAZ_BATCHED_MIN_AUDIO_S`` sends shorter recordings through the
-plain loop instead (finer segments, same text as faster-whisper's default ``transcribe``), and
-so does VAD off. The batched pipeline has no temperature fallback, so a chunk it decodes into a
-loop (a digit string read as "1-0-0-0-0-...", losing the rest of the chunk) is decoded again by
-the plain loop, which has one. Two more guards sit on top of the model: an allowed-languages
-fallback and a repetition-loop filter (faster-whisper #506).
+through faster-whisper's batched pipeline, two slots of it: on a 2-core CPU the benchmark
+measured 1.41x the fastest direct faster-whisper configuration on a batch of short files and
+2.5x the plain loop on lectures (at a WER cost on long English; see bench/README.md). Each
+VAD chunk (up to 30 s) becomes one segment, which the subtitle writer splits into readable cues.
+``JOZVESAZ_BATCHED_MIN_AUDIO_S`` sends shorter recordings through the plain loop instead (finer
+segments, same text as faster-whisper's default ``transcribe``), and so does VAD off.
+
+The batched pipeline has no temperature fallback, so a chunk it decodes into a loop (a digit
+string read as "1-0-0-0-0-...", losing the rest of the chunk) is decoded again by the plain
+loop, which has one. Two more guards sit on top of the model: an allowed-languages fallback and
+a repetition-loop filter (faster-whisper #506).
 """
 
 from __future__ import annotations
